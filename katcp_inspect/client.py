@@ -1,0 +1,889 @@
+"""``DeviceClient``: one connection to a KATCP device, driven by an explicit state machine.
+
+States and what the client holds in each (the invariants, checked by :meth:`check_invariants`
+whenever the event loop runs or a user callback is called)::
+
+    state          connection   connect task   sleep handle   last_error   closed flag
+    CONNECTING     no           yes            no             any          no
+    NEGOTIATING    yes          no             no             any          no
+    CONNECTED      yes          no             no             None         no
+    DISCONNECTING  yes          no             no             set          no
+    SLEEPING       no           no             yes            set          no
+    CLOSED         no           no             no             set          yes
+
+``is_connected`` is true iff the state is CONNECTED, which means *negotiated*: the protocol
+version and flags of this connection are known. Every transition happens in :meth:`_set_state`;
+callbacks and waiters run at its end, once everything above holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import katcp_codec
+from tornado.iostream import IOStream, StreamClosedError
+from tornado.netutil import Resolver
+
+from .backoff import ExponentialRandomBackoff
+from .connection import Connection, Keepalive, ParsedItem, is_line_too_long
+from .errors import (
+    ClientClosedError,
+    ConnectionLostError,
+    KatcpInspectError,
+    NotConnectedError,
+    ProtocolError,
+    RequestFailedError,
+    RequestInvalidError,
+    RequestTimeoutError,
+)
+from .message import MAX_MID, ArgumentLike, Message, MessageType, MidLike
+from .protocol import KATCP_V4, ProtocolFlags
+from .stats import ClientStats, OnceLogger
+from .waiting import Flag, with_timeout
+
+_REQUEST = katcp_codec.MessageType.REQUEST
+_REPLY = katcp_codec.MessageType.REPLY
+_INFORM = katcp_codec.MessageType.INFORM
+
+Reply = tuple[Message, list[Message]]
+InformHook = Callable[[Message], Any]
+ArgumentsHook = Callable[[list[bytes]], Any]
+
+
+class ConnectionState(enum.Enum):
+    CONNECTING = "connecting"
+    NEGOTIATING = "negotiating"
+    CONNECTED = "connected"
+    DISCONNECTING = "disconnecting"
+    SLEEPING = "sleeping"
+    CLOSED = "closed"
+
+
+def default_reconnect_backoff() -> ExponentialRandomBackoff:
+    """Reconnect quickly after a blip (first retry within 0.1 s), back off to 30 s for a device
+    that stays away, and spread a herd of clients over most of each interval."""
+    return ExponentialRandomBackoff(delay_initial=0.1, delay_max=30.0, exp_fac=2.0, randomicity=0.9)
+
+
+class _Pending:
+    """A request in flight (or queued behind another of the same name on a device without ids)."""
+
+    __slots__ = ("future", "informs", "key", "message", "sent", "timeout_handle")
+
+    def __init__(self, message: Message, key: bytes, future: asyncio.Future[Reply]) -> None:
+        self.message = message
+        self.key = key
+        self.future = future
+        self.informs: list[Message] = []
+        self.timeout_handle: asyncio.TimerHandle | None = None
+        self.sent = False
+
+
+class _Callbacks:
+    """An ordered list of callbacks whose exceptions are logged, counted and contained."""
+
+    def __init__(self, owner: DeviceClient, what: str) -> None:
+        self._owner = owner
+        self._what = what
+        self._items: list[Callable[..., Any]] = []
+
+    def add(self, cb: Callable[..., Any]) -> None:
+        if cb not in self._items:
+            self._items.append(cb)
+
+    def remove(self, cb: Callable[..., Any]) -> None:
+        self._items.remove(cb)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def run(self, *args: Any) -> None:
+        for cb in list(self._items):
+            try:
+                cb(*args)
+            except Exception:
+                self._owner.stats.callback_errors += 1
+                self._owner.logger.exception("%s %r raised", self._what, cb)
+
+
+class DeviceClient:
+    """A KATCP client with inform hooks: connects, negotiates, reconnects, matches replies.
+
+    Construct it anywhere; :meth:`start` it on the event loop it is to run on. Requests,
+    waiters and callbacks all belong to that loop.
+
+    Parameters
+    ----------
+    host, port
+        The device's address.
+    auto_reconnect
+        Reconnect after a failed attempt or a lost connection (after ``reconnect_backoff``).
+        Without it the client goes to ``CLOSED`` instead.
+    connect_timeout
+        Seconds allowed for name resolution plus the TCP connect.
+    greeting_timeout
+        Seconds to wait for ``#version-connect katcp-protocol`` (or a v4 ``#version``).
+    greeting_fallback
+        Flags to assume when no greeting arrives in time (default: KATCP v4, since v4 devices
+        may greet with nothing). ``None`` makes a missing greeting a failed attempt.
+    preset_flags
+        Flags to use without waiting for a greeting; a greeting that disagrees is logged.
+    default_timeout
+        Request timeout when the caller gives none and the device has no larger timeout hint.
+    max_line_length
+        Longest line accepted from the device; a longer one resets the connection.
+    reconnect_backoff
+        Delay policy between attempts; reset once a connection is negotiated.
+    watchdog_interval, watchdog_timeout
+        If an interval is given, ``?watchdog`` is sent that often while connected, and a reply
+        slower than ``watchdog_timeout`` (or none) is taken as a dead connection.
+    keepalive
+        ``True`` (or a :class:`Keepalive`) turns on TCP keepalive on every connection.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        auto_reconnect: bool = True,
+        connect_timeout: float = 10.0,
+        greeting_timeout: float = 5.0,
+        greeting_fallback: ProtocolFlags | None = KATCP_V4,
+        preset_flags: ProtocolFlags | None = None,
+        default_timeout: float = 5.0,
+        max_line_length: int = 16 * 1024 * 1024,
+        reconnect_backoff: ExponentialRandomBackoff | None = None,
+        watchdog_interval: float | None = None,
+        watchdog_timeout: float = 5.0,
+        keepalive: bool | Keepalive = False,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.host = host or "127.0.0.1"
+        self.port = port
+        self.auto_reconnect = auto_reconnect
+        self.connect_timeout = connect_timeout
+        self.greeting_timeout = greeting_timeout
+        self.greeting_fallback = greeting_fallback
+        self.preset_flags = preset_flags
+        self.default_timeout = default_timeout
+        self.max_line_length = max_line_length
+        self.reconnect_backoff = reconnect_backoff or default_reconnect_backoff()
+        self.watchdog_interval = watchdog_interval
+        self.watchdog_timeout = watchdog_timeout
+        self.keepalive: Keepalive | None = (
+            Keepalive() if keepalive is True else (keepalive or None))
+        self.logger = logger or logging.getLogger("katcp_inspect.client")
+        self._problems = OnceLogger(self.logger)
+
+        #: Flags of the current connection, or of the most recent one while disconnected.
+        self.protocol_flags: ProtocolFlags | None = None
+        #: ``#version-connect`` (or v4 ``#version`` / ``#build-state``) of the current connection.
+        self.versions: dict[str, tuple[str, ...]] = {}
+        #: Loop time of the most recent successful negotiation.
+        self.last_connect_time: float | None = None
+        #: Timeout hints (seconds) by request name; the inspecting client fills this in.
+        self.timeout_hints: dict[str, float] = {}
+        self.stats = ClientStats()
+
+        self._state = ConnectionState.CLOSED
+        self._last_error: BaseException | None = NotConnectedError("client not started")
+        self._want_running = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connection: Connection | None = None
+        self._connect_task: asyncio.Future[None] | None = None
+        self._sleep_handle: asyncio.TimerHandle | None = None
+        self._greeting_handle: asyncio.TimerHandle | None = None
+        self._watchdog_handle: asyncio.TimerHandle | None = None
+        self._watchdog_pending = False
+        self._closing_tasks: set[asyncio.Future[Any]] = set()
+        self._connected_flag = Flag()
+        self._closed_flag = Flag(True)
+        self._connect_waiters: dict[asyncio.Future[None], int | None] = {}
+
+        self._next_mid = 1
+        self._by_mid: dict[int, _Pending] = {}
+        self._by_name: dict[bytes, deque[_Pending]] = {}
+
+        self._inform_hooks: dict[bytes, list[InformHook]] = {}
+        self._argument_hooks: dict[bytes, list[ArgumentsHook]] = {}
+        self._unhandled_hooks: list[InformHook] = []
+        self._builtin_informs: dict[bytes, Callable[[Message], None]] = {
+            b"version-connect": self._inform_version_connect,
+            b"version": self._inform_v4_greeting,
+            b"build-state": self._inform_v4_greeting,
+            b"disconnect": self._inform_disconnect,
+        }
+        self.connected_callbacks = _Callbacks(self, "connected callback")
+        self.disconnected_callbacks = _Callbacks(self, "disconnected callback")
+        self.failed_connect_callbacks = _Callbacks(self, "failed-connect callback")
+        self._resolver = Resolver()
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def is_connected(self) -> bool:
+        return self._state is ConnectionState.CONNECTED
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """Why the client is not connected (``None`` while connected)."""
+        return self._last_error
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """Started and not (being) closed."""
+        return self._want_running
+
+    def check_invariants(self) -> None:
+        """Assert the invariants in the module docstring (used by the tests)."""
+        s = self._state
+        S = ConnectionState
+        assert self.is_connected == (s is S.CONNECTED)
+        assert self._connected_flag.is_set() == (s is S.CONNECTED)
+        assert self._closed_flag.is_set() == (s is S.CLOSED)
+        assert (self._connection is not None) == (s in (S.NEGOTIATING, S.CONNECTED,
+                                                        S.DISCONNECTING))
+        assert (self._connect_task is not None) == (s is S.CONNECTING)
+        assert (self._sleep_handle is not None) == (s is S.SLEEPING)
+        assert (self._greeting_handle is not None) <= (s is S.NEGOTIATING)
+        assert (self._watchdog_handle is not None) <= (s is S.CONNECTED)
+        if s in (S.SLEEPING, S.CLOSED, S.DISCONNECTING):
+            assert self._last_error is not None
+        if s is S.CONNECTED:
+            assert self._last_error is None
+            assert self.protocol_flags is not None
+        else:
+            assert not self._by_mid
+            assert not self._by_name
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start connecting (on the running event loop). Starting a running client does nothing."""
+        loop = asyncio.get_running_loop()
+        if self._want_running:
+            return
+        if self._state is not ConnectionState.CLOSED:
+            # Still finishing a close(): the pending transition to CLOSED will restart us.
+            self._want_running = True
+            return
+        self._loop = loop
+        self._want_running = True
+        self._set_state(ConnectionState.CONNECTING)
+
+    def close(self) -> asyncio.Future[None]:
+        """Stop for good: drop any connection and stop reconnecting.
+
+        Pending requests fail with :class:`ClientClosedError`. The returned future resolves once
+        the socket is really closed and no task or timer of the client is left.
+        """
+        self._want_running = False
+        s = self._state
+        if s in (ConnectionState.CONNECTING, ConnectionState.SLEEPING):
+            self._set_state(ConnectionState.CLOSED, ClientClosedError("client closed"))
+        elif s in (ConnectionState.NEGOTIATING, ConnectionState.CONNECTED):
+            self._set_state(ConnectionState.DISCONNECTING, ClientClosedError("client closed"))
+        return asyncio.ensure_future(self._wait_closed())
+
+    async def _wait_closed(self) -> None:
+        await self._closed_flag.wait()
+        while self._closing_tasks:
+            await asyncio.gather(*self._closing_tasks, return_exceptions=True)
+
+    def disconnect(self, reason: str = "disconnected by the client") -> None:
+        """Drop the current connection; the client reconnects if it is set to."""
+        if self._state in (ConnectionState.NEGOTIATING, ConnectionState.CONNECTED):
+            self._set_state(ConnectionState.DISCONNECTING, ConnectionLostError(reason))
+
+    def until_connected(self, timeout: float | None = None) -> asyncio.Future[None]:
+        """Resolves when the client is connected and negotiated (``TimeoutError`` after
+        ``timeout``). Failures do not end the wait; see :meth:`when_connected` for that."""
+        return with_timeout(self._connected_flag.wait(), timeout)
+
+    until_protocol = until_connected
+
+    def until_closed(self) -> asyncio.Future[None]:
+        return asyncio.ensure_future(self._wait_closed())
+
+    def when_connected(self, fail_after_failures: int | None = None) -> asyncio.Future[None]:
+        """Like Twisted's ``ClientService.whenConnected``.
+
+        Resolves on the next negotiated connection (at once if connected). With
+        ``fail_after_failures=N`` it fails with the N-th failed attempt counted from this call.
+        It fails with :class:`ClientClosedError` when the client is closed (Twisted cancels).
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if self.is_connected:
+            future.set_result(None)
+        elif not self._want_running:
+            future.set_exception(ClientClosedError("client is not running"))
+        else:
+            if fail_after_failures is not None and fail_after_failures < 1:
+                raise ValueError("fail_after_failures must be at least 1")
+            self._connect_waiters[future] = fail_after_failures
+            future.add_done_callback(self._forget_connect_waiter)
+        return future
+
+    def _forget_connect_waiter(self, future: asyncio.Future[None]) -> None:
+        self._connect_waiters.pop(future, None)
+
+    # ------------------------------------------------------------------ the state machine
+
+    def _set_state(self, new: ConnectionState, error: BaseException | None = None) -> None:
+        old = self._state
+        assert new is not old, f"transition {old} -> {new}"
+        S = ConnectionState
+        if error is not None:
+            self._last_error = error
+        self._state = new
+        self.logger.debug("%s: %s -> %s (%s)", self.address, old.value, new.value, error)
+
+        # Release what the old state held and the new one does not.
+        if old is S.CONNECTING and self._connect_task is not None:
+            task, self._connect_task = self._connect_task, None
+            if not task.done():
+                task.cancel()
+                self._track_closing(task)
+        if old is S.SLEEPING and self._sleep_handle is not None:
+            self._sleep_handle.cancel()
+            self._sleep_handle = None
+        if old is S.NEGOTIATING and self._greeting_handle is not None:
+            self._greeting_handle.cancel()
+            self._greeting_handle = None
+        if old is S.CONNECTED:
+            self._connected_flag.clear()
+            self.stats.disconnects += 1
+            if self._watchdog_handle is not None:
+                self._watchdog_handle.cancel()
+                self._watchdog_handle = None
+            self._fail_pending(self._loss_error())
+        if new in (S.CONNECTING, S.SLEEPING, S.CLOSED):
+            self._connection = None
+        if new is not S.CLOSED:
+            self._closed_flag.clear()
+
+        # Start what the new state does.
+        loop = self._loop
+        assert loop is not None
+        if new is S.CONNECTING:
+            self.stats.connection_attempts += 1
+            self._connect_task = asyncio.ensure_future(self._connect())
+        elif new is S.NEGOTIATING:
+            self.versions = {}
+            self._greeting_handle = loop.call_later(self.greeting_timeout, self._greeting_timed_out)
+        elif new is S.CONNECTED:
+            self._last_error = None
+            self.last_connect_time = loop.time()
+            self.stats.connections += 1
+            self.reconnect_backoff.success()
+            self._connected_flag.set()
+            self._schedule_watchdog()
+        elif new is S.DISCONNECTING:
+            assert self._connection is not None
+            assert self._last_error is not None
+            self._connection.close(self._last_error)
+        elif new is S.SLEEPING:
+            delay = self.reconnect_backoff.delay
+            self.reconnect_backoff.failed()
+            self._sleep_handle = loop.call_later(delay, self._wake)
+        elif new is S.CLOSED:
+            self._closed_flag.set()
+
+        # Tell the world, now that the client is consistent.
+        if old is S.CONNECTED:
+            self.disconnected_callbacks.run()
+        if new is S.CONNECTED:
+            self._resolve_connect_waiters()
+            self.connected_callbacks.run()
+        if old in (S.CONNECTING, S.NEGOTIATING) and new not in (S.NEGOTIATING, S.CONNECTED):
+            self.stats.connect_failures += 1
+            assert self._last_error is not None
+            self._count_connect_failure(self._last_error)
+            if self._want_running:
+                self.logger.warning("Failed to connect to %s: %s", self.address,
+                                    self._last_error)
+            self.failed_connect_callbacks.run(self._last_error)
+        if new is S.CLOSED:
+            self._connected_flag.fail(ClientClosedError("client closed"))
+            self._fail_connect_waiters(ClientClosedError("client closed"))
+            if self._want_running:  # start() was called while we were closing
+                self._want_running = False
+                self.start()
+
+    def _loss_error(self) -> ConnectionLostError:
+        error = self._last_error
+        if isinstance(error, ConnectionLostError):
+            return error
+        lost = ConnectionLostError(f"connection to {self.address} lost: {error}")
+        lost.__cause__ = error
+        return lost
+
+    def _after_loss(self) -> ConnectionState:
+        if self._want_running and self.auto_reconnect:
+            return ConnectionState.SLEEPING
+        self._want_running = False
+        return ConnectionState.CLOSED
+
+    def _wake(self) -> None:
+        self._sleep_handle = None
+        self._set_state(ConnectionState.CONNECTING)
+
+    def _track_closing(self, task: asyncio.Future[Any]) -> None:
+        self._closing_tasks.add(task)
+        task.add_done_callback(self._closing_tasks.discard)
+
+    def _resolve_connect_waiters(self) -> None:
+        waiters = list(self._connect_waiters)
+        self._connect_waiters.clear()
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+    def _count_connect_failure(self, error: BaseException) -> None:
+        for future, remaining in list(self._connect_waiters.items()):
+            if remaining is None:
+                continue
+            if remaining <= 1:
+                del self._connect_waiters[future]
+                if not future.done():
+                    future.set_exception(error)
+            else:
+                self._connect_waiters[future] = remaining - 1
+
+    def _fail_connect_waiters(self, error: BaseException) -> None:
+        waiters = list(self._connect_waiters)
+        self._connect_waiters.clear()
+        for future in waiters:
+            if not future.done():
+                future.set_exception(error)
+
+    # ------------------------------------------------------------------ connecting
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        stream: IOStream | None = None
+        try:
+            addresses = await asyncio.wait_for(self._resolver.resolve(self.host, self.port),
+                                               self.connect_timeout)
+            error: BaseException = OSError(f"no address for {self.host}")
+            for family, address in addresses:
+                stream = IOStream(socket.socket(family, socket.SOCK_STREAM),
+                                  max_write_buffer_size=64 * 1024 * 1024)
+                try:
+                    await asyncio.wait_for(stream.connect(address), deadline - loop.time())
+                    break
+                except (OSError, StreamClosedError, asyncio.TimeoutError) as exc:
+                    error = _connect_error(stream, exc)
+                    stream.close()
+                    stream = None
+                    if loop.time() >= deadline:
+                        break
+            if stream is None:
+                raise error
+        except asyncio.CancelledError:
+            if stream is not None:
+                stream.close()
+            raise
+        except asyncio.TimeoutError:
+            self._attempt_failed(ConnectionLostError(
+                f"no connection to {self.address} within {self.connect_timeout} s"))
+            return
+        except Exception as exc:
+            self._attempt_failed(exc)
+            return
+        self._stream_connected(stream)
+
+    def _attempt_failed(self, error: BaseException) -> None:
+        self._connect_task = None
+        self._set_state(self._after_loss(), error)
+
+    def _stream_connected(self, stream: IOStream) -> None:
+        self._connect_task = None
+        assert stream.socket is not None
+        stream.set_nodelay(True)
+        if self.keepalive is not None:
+            self.keepalive.apply(stream.socket)
+        connection = Connection(stream, max_line_length=self.max_line_length,
+                                on_items=self._on_items, on_closed=self._on_closed)
+        self._connection = connection
+        self._set_state(ConnectionState.NEGOTIATING)
+        self._track_closing(connection.start())
+        if self.preset_flags is not None:
+            self._negotiated(self.preset_flags)
+
+    def _negotiated(self, flags: ProtocolFlags) -> None:
+        self.protocol_flags = flags
+        self.logger.info("Connected to %s (KATCP %s)", self.address, flags)
+        self._set_state(ConnectionState.CONNECTED)
+
+    def _greeting_timed_out(self) -> None:
+        self._greeting_handle = None
+        if self.greeting_fallback is not None:
+            self.logger.info("%s sent no protocol greeting within %g s; assuming KATCP %s",
+                             self.address, self.greeting_timeout, self.greeting_fallback)
+            self._negotiated(self.greeting_fallback)
+        else:
+            self._set_state(ConnectionState.DISCONNECTING, ProtocolError(
+                f"{self.address} sent no protocol greeting within {self.greeting_timeout} s"))
+
+    def _on_closed(self, reason: BaseException) -> None:
+        S = ConnectionState
+        if self._state is S.DISCONNECTING:
+            self._set_state(self._after_loss())
+        elif self._state in (S.NEGOTIATING, S.CONNECTED):
+            self._set_state(self._after_loss(), reason)
+
+    # ------------------------------------------------------------------ receiving
+
+    def _on_items(self, items: list[ParsedItem]) -> None:
+        connection = self._connection
+        for item in items:
+            if connection is not self._connection or self._state is ConnectionState.DISCONNECTING:
+                return  # a message before this one ended the connection
+            if isinstance(item, ValueError):
+                self._bad_line(item)
+                continue
+            mtype = item.mtype
+            if mtype is _INFORM:
+                self._handle_inform(item)
+            elif mtype is _REPLY:
+                self._handle_reply(item)
+            else:
+                self.stats.unexpected_requests += 1
+                self._problems.log("request", "%s sent us a request ?%s; ignored", self.address,
+                                   item.name.decode("ascii"))
+
+    def _bad_line(self, error: ValueError) -> None:
+        if is_line_too_long(error):
+            self.stats.long_lines += 1
+            if self._connection is not None:
+                self._set_state(ConnectionState.DISCONNECTING, ConnectionLostError(
+                    f"{self.address} sent a line over {self.max_line_length} bytes"))
+            return
+        self.stats.bad_lines += 1
+        self._problems.log("bad-line", "%s sent a malformed line (%s); skipped", self.address,
+                           error)
+
+    def _handle_inform(self, raw: katcp_codec.Message) -> None:
+        name = raw.name
+        handled = False
+        message: Message | None = None
+        mid = raw.mid
+        if mid is not None:
+            pending = self._by_mid.get(mid)
+            if pending is not None:
+                message = Message.from_codec(raw)
+                pending.informs.append(message)
+                handled = True
+        else:
+            queue = self._by_name.get(name)
+            if queue and queue[0].sent:
+                message = Message.from_codec(raw)
+                queue[0].informs.append(message)
+                handled = True
+        arg_hooks = self._argument_hooks.get(name)
+        if arg_hooks is not None:
+            handled = True
+            for hook in arg_hooks:
+                try:
+                    hook(raw.arguments)
+                except Exception:
+                    self._hook_failed(hook, name)
+        builtin = self._builtin_informs.get(name)
+        hooks = self._inform_hooks.get(name)
+        if builtin is None and hooks is None and (handled or not self._unhandled_hooks):
+            return
+        if message is None:
+            message = Message.from_codec(raw)
+        if builtin is not None:
+            builtin(message)
+            handled = True
+        if hooks is not None:
+            handled = True
+            self._run_hooks(hooks, message, name)
+        if not handled:
+            self._run_hooks(self._unhandled_hooks, message, name)
+
+    def _run_hooks(self, hooks: list[InformHook], message: Message, name: bytes) -> None:
+        for hook in hooks:
+            try:
+                hook(message)
+            except Exception:
+                self._hook_failed(hook, name)
+
+    def _hook_failed(self, hook: Callable[..., Any], name: bytes) -> None:
+        self.stats.callback_errors += 1
+        self.logger.exception("Inform hook %r for #%s raised", hook, name.decode("ascii"))
+
+    def _handle_reply(self, raw: katcp_codec.Message) -> None:
+        mid = raw.mid
+        pending: _Pending | None
+        if mid is not None:
+            pending = self._by_mid.get(mid)
+            if pending is not None and pending.key != raw.name:
+                pending = None
+        else:
+            queue = self._by_name.get(raw.name)
+            pending = queue[0] if queue and queue[0].sent else None
+        if pending is None:
+            self.stats.unmatched_replies += 1
+            self._problems.log("unmatched-reply", "%s: reply !%s%s matches no pending request "
+                               "(late or unknown); dropped", self.address,
+                               raw.name.decode("ascii"), "" if mid is None else f"[{mid}]")
+            return
+        self._finish(pending)
+        if not pending.future.done():
+            pending.future.set_result((Message.from_codec(raw), pending.informs))
+
+    def _inform_version_connect(self, message: Message) -> None:
+        if len(message.arguments) < 2:
+            return
+        role = message.format_argument(0)
+        self.versions[role] = tuple(a.decode("utf-8", "backslashreplace")
+                                    for a in message.arguments[1:])
+        if role != "katcp-protocol":
+            return
+        try:
+            flags = ProtocolFlags.parse_version(message.arguments[1])
+        except ProtocolError as exc:
+            if self._state is ConnectionState.NEGOTIATING:
+                self._set_state(ConnectionState.DISCONNECTING, exc)
+            else:
+                self.logger.warning("%s: %s (ignored: already connected as %s)", self.address,
+                                    exc, self.protocol_flags)
+            return
+        if self._state is ConnectionState.NEGOTIATING:
+            self._negotiated(flags)
+        elif flags != self.protocol_flags:
+            self.logger.warning("%s announced KATCP %s but the client uses %s", self.address,
+                                flags, self.protocol_flags)
+
+    def _inform_v4_greeting(self, message: Message) -> None:
+        self.versions[message.name] = tuple(a.decode("utf-8", "backslashreplace")
+                                            for a in message.arguments)
+        if self._state is ConnectionState.NEGOTIATING:
+            self._negotiated(KATCP_V4)
+
+    def _inform_disconnect(self, message: Message) -> None:
+        reason = message.format_argument(0) if message.arguments else "no reason given"
+        self.logger.info("%s is disconnecting us: %s", self.address, reason)
+        if self._connection is not None and self._state is not ConnectionState.DISCONNECTING:
+            self._set_state(ConnectionState.DISCONNECTING,
+                            ConnectionLostError(f"{self.address} disconnected us: {reason}"))
+
+    # ------------------------------------------------------------------ hooks and callbacks
+
+    def hook_inform(self, name: str, hook: InformHook) -> None:
+        """Call ``hook(message)`` for every ``#name`` inform, including informs that are part of
+        a reply. Adding the same hook twice has no effect."""
+        hooks = self._inform_hooks.setdefault(name.encode("ascii"), [])
+        if hook not in hooks:
+            hooks.append(hook)
+
+    def unhook_inform(self, name: str, hook: InformHook) -> None:
+        key = name.encode("ascii")
+        hooks = self._inform_hooks.get(key, [])
+        if hook in hooks:
+            hooks.remove(hook)
+        if not hooks:
+            self._inform_hooks.pop(key, None)
+
+    def hook_inform_arguments(self, name: str, hook: ArgumentsHook) -> None:
+        """Call ``hook(arguments)`` with the raw argument list of every ``#name`` inform.
+
+        The fast path: no :class:`Message` is built for an inform that only such hooks want.
+        """
+        hooks = self._argument_hooks.setdefault(name.encode("ascii"), [])
+        if hook not in hooks:
+            hooks.append(hook)
+
+    def unhook_inform_arguments(self, name: str, hook: ArgumentsHook) -> None:
+        key = name.encode("ascii")
+        hooks = self._argument_hooks.get(key, [])
+        if hook in hooks:
+            hooks.remove(hook)
+        if not hooks:
+            self._argument_hooks.pop(key, None)
+
+    def hook_unhandled_inform(self, hook: InformHook) -> None:
+        """Call ``hook(message)`` for informs that nothing else took (no hook, no request)."""
+        if hook not in self._unhandled_hooks:
+            self._unhandled_hooks.append(hook)
+
+    def add_connected_callback(self, cb: Callable[[], Any]) -> None:
+        self.connected_callbacks.add(cb)
+
+    def add_disconnected_callback(self, cb: Callable[[], Any]) -> None:
+        self.disconnected_callbacks.add(cb)
+
+    def add_failed_connect_callback(self, cb: Callable[[BaseException], Any]) -> None:
+        self.failed_connect_callbacks.add(cb)
+
+    # ------------------------------------------------------------------ requests
+
+    def request_raw(self, name: str, *args: ArgumentLike, timeout: float | None = None,
+                    mid: MidLike = None, use_mid: bool | None = None
+                    ) -> asyncio.Future[Reply]:
+        """Send ``?name args...``; the future gives ``(reply, informs)`` whatever the reply says.
+
+        It fails with :class:`NotConnectedError`, :class:`ConnectionLostError` (or
+        :class:`ClientClosedError`) or :class:`RequestTimeoutError`. ``timeout`` defaults to
+        ``default_timeout``, or the device's timeout hint for ``name`` when that is longer; pass
+        ``math.inf`` for none. ``use_mid`` (default: when the device supports ids) and ``mid``
+        (an explicit id) control message ids; without an id, requests of the same name are
+        sent one at a time, since only the name can match their replies.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+        if not self.is_connected:
+            future.set_exception(NotConnectedError(
+                f"not connected to {self.address}: {self._last_error}"))
+            return future
+        flags = self.protocol_flags
+        assert flags is not None
+        try:
+            if use_mid is None:
+                use_mid = flags.message_ids or mid is not None
+            if use_mid and not flags.message_ids:
+                raise ProtocolError(f"{self.address} (KATCP {flags}) does not support message ids")
+            if use_mid:
+                mid = self._allocate_mid(mid)
+            message = Message(MessageType.REQUEST, name, args, mid if use_mid else None)
+        except KatcpInspectError as exc:
+            future.set_exception(exc)
+            return future
+        pending = _Pending(message, message.name.encode("ascii"), future)
+        if timeout is None:
+            timeout = max(self.default_timeout, self.timeout_hints.get(name, 0.0))
+        if timeout != float("inf"):
+            pending.timeout_handle = loop.call_later(timeout, self._timed_out, pending, timeout)
+        if message.mid is not None:
+            self._by_mid[message.mid] = pending
+            self._send(pending)
+        else:
+            queue = self._by_name.setdefault(pending.key, deque())
+            queue.append(pending)
+            if len(queue) == 1:
+                self._send(pending)
+        return future
+
+    async def request(self, name: str, *args: ArgumentLike, timeout: float | None = None,
+                      mid: MidLike = None, use_mid: bool | None = None) -> Reply:
+        """Like :meth:`request_raw`, but a ``fail`` or ``invalid`` reply raises
+        :class:`RequestFailedError` or :class:`RequestInvalidError` with the device's text."""
+        reply, informs = await self.request_raw(name, *args, timeout=timeout, mid=mid,
+                                                use_mid=use_mid)
+        if reply.reply_ok():
+            return reply, informs
+        code = reply.arguments[0] if reply.arguments else b""
+        cls = RequestInvalidError if code == b"invalid" else RequestFailedError
+        raise cls(reply, informs)
+
+    def _allocate_mid(self, mid: MidLike) -> int:
+        if mid is not None:
+            checked = Message(MessageType.REQUEST, "x", (), mid).mid
+            assert checked is not None
+            if checked in self._by_mid:
+                raise ProtocolError(f"message id {checked} is already in use")
+            return checked
+        for _ in range(len(self._by_mid) + 1):
+            candidate = self._next_mid
+            self._next_mid = candidate + 1 if candidate < MAX_MID else 1
+            if candidate not in self._by_mid:
+                return candidate
+        raise AssertionError("unreachable: more pending requests than ids tried")
+
+    def _send(self, pending: _Pending) -> None:
+        assert self._connection is not None
+        pending.sent = True
+        self.stats.requests += 1
+        self._connection.send(pending.message.encode())
+
+    def _finish(self, pending: _Pending) -> None:
+        """Take a request out of the tables (and send the next of its name, if queued)."""
+        if pending.timeout_handle is not None:
+            pending.timeout_handle.cancel()
+            pending.timeout_handle = None
+        mid = pending.message.mid
+        if mid is not None:
+            self._by_mid.pop(mid, None)
+            return
+        queue = self._by_name.get(pending.key)
+        if queue is None:
+            return
+        was_head = queue[0] is pending
+        queue.remove(pending)
+        if not queue:
+            del self._by_name[pending.key]
+        elif was_head and self._connection is not None:
+            self._send(queue[0])
+
+    def _timed_out(self, pending: _Pending, timeout: float) -> None:
+        pending.timeout_handle = None
+        self.stats.request_timeouts += 1
+        self._finish(pending)
+        if not pending.future.done():
+            pending.future.set_exception(RequestTimeoutError(
+                f"?{pending.message.name} to {self.address} timed out after {timeout:g} s"))
+
+    def _fail_pending(self, error: BaseException) -> None:
+        everything = list(self._by_mid.values())
+        for queue in self._by_name.values():
+            everything.extend(queue)
+        self._by_mid.clear()
+        self._by_name.clear()
+        for pending in everything:
+            if pending.timeout_handle is not None:
+                pending.timeout_handle.cancel()
+            if not pending.future.done():
+                pending.future.set_exception(error)
+
+    # ------------------------------------------------------------------ liveness
+
+    def _schedule_watchdog(self) -> None:
+        if self.watchdog_interval is not None:
+            assert self._loop is not None
+            self._watchdog_handle = self._loop.call_later(self.watchdog_interval,
+                                                          self._send_watchdog)
+
+    def _send_watchdog(self) -> None:
+        self._watchdog_handle = None
+        future = self.request_raw("watchdog", timeout=self.watchdog_timeout)
+        future.add_done_callback(self._watchdog_done)
+
+    def _watchdog_done(self, future: asyncio.Future[Reply]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if isinstance(error, RequestTimeoutError) and self.is_connected:
+            self.stats.liveness_failures += 1
+            self._set_state(ConnectionState.DISCONNECTING, ConnectionLostError(
+                f"{self.address} did not answer ?watchdog within {self.watchdog_timeout:g} s"))
+        elif self.is_connected and self._watchdog_handle is None:
+            self._schedule_watchdog()
+
+
+def _connect_error(stream: IOStream, exc: BaseException) -> BaseException:
+    if isinstance(exc, StreamClosedError) and exc.real_error is not None:
+        return exc.real_error
+    if stream.error is not None and isinstance(stream.error, BaseException):
+        return stream.error
+    return exc
+

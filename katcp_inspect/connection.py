@@ -1,0 +1,144 @@
+"""One TCP stream to a device: chunked reads into katcp-codec's parser, batched writes.
+
+The connection knows bytes and lines, not the protocol: it hands every parsed item (a
+``katcp_codec.Message`` or a ``ValueError`` for a malformed line) to its owner, one list per chunk
+read, and tells the owner once, at the very end, that the stream is gone and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Union
+
+import attrs
+import katcp_codec
+from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
+
+from .errors import ConnectionLostError, LineTooLongError
+
+logger = logging.getLogger("katcp_inspect.connection")
+
+ParsedItem = Union[katcp_codec.Message, ValueError]
+
+#: Bytes asked for per read: large enough that a flood of short lines costs one wake-up per
+#: thousand lines, small enough to keep latency low.
+READ_CHUNK = 256 * 1024
+
+
+@attrs.frozen
+class Keepalive:
+    """TCP keepalive settings: a silent peer is declared dead after about
+    ``idle + interval * count`` seconds by the operating system."""
+
+    idle: float = 60.0
+    interval: float = 10.0
+    count: int = 6
+
+    def apply(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        # The fine-grained options are platform-specific; where absent the OS defaults apply.
+        for name, value in (("TCP_KEEPIDLE", self.idle), ("TCP_KEEPINTVL", self.interval),
+                            ("TCP_KEEPCNT", self.count)):
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(value)))
+
+
+def is_line_too_long(error: ValueError) -> bool:
+    """Whether a parse error item is katcp-codec's report of an over-long line."""
+    return str(error).startswith('"Line too long"')
+
+
+class Connection:
+    """Pumps bytes from a connected :class:`IOStream` into the parser and owner.
+
+    ``on_items`` receives the items parsed from each chunk; ``on_closed`` is called exactly once,
+    after the stream is closed and the read loop has ended, with the reason (never ``None``).
+    A line longer than ``max_line_length`` closes the connection with :class:`LineTooLongError`
+    as soon as it is known to be too long, without waiting for its end.
+    """
+
+    def __init__(self, stream: IOStream, *, max_line_length: int,
+                 on_items: Callable[[list[ParsedItem]], None],
+                 on_closed: Callable[[BaseException], None]) -> None:
+        self.stream = stream
+        self.max_line_length = max_line_length
+        self._on_items = on_items
+        self._on_closed = on_closed
+        self._parser = katcp_codec.Parser(max_line_length)
+        self._pending_writes: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._close_reason: BaseException | None = None
+        self._read_task: asyncio.Future[None] | None = None
+
+    def start(self) -> asyncio.Future[None]:
+        """Start reading; the returned task ends once the connection is closed and reported."""
+        self._read_task = asyncio.ensure_future(self._read_loop())
+        return self._read_task
+
+    @property
+    def closing(self) -> bool:
+        return self.stream.closed() or self._close_reason is not None
+
+    def send(self, data: bytes) -> None:
+        """Queue ``data``; everything queued in one event-loop iteration goes out in one write."""
+        if self.closing:
+            return
+        self._pending_writes.append(data)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        data = b"".join(self._pending_writes)
+        self._pending_writes.clear()
+        if self.stream.closed():
+            return
+        try:
+            self.stream.write(data)
+        except StreamBufferFullError as exc:
+            self.close(ConnectionLostError(f"write buffer full: the device is not reading ({exc})"))
+        except StreamClosedError:
+            pass  # the read loop reports the closure and its cause
+
+    def close(self, reason: BaseException) -> None:
+        """Close the socket now; ``on_closed`` follows once the read loop has ended."""
+        if self._close_reason is None:
+            self._close_reason = reason
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._pending_writes.clear()
+        self.stream.close()
+
+    async def _read_loop(self) -> None:
+        buffer = bytearray(READ_CHUNK)
+        view = memoryview(buffer)
+        parser = self._parser
+        try:
+            while True:
+                n = await self.stream.read_into(buffer, partial=True)
+                items = parser.append(view[:n])
+                if items:
+                    try:
+                        self._on_items(items)
+                    except Exception:
+                        logger.exception("Error handling messages; the connection goes on")
+                if parser.buffer_size >= self.max_line_length and not self.closing:
+                    self.close(LineTooLongError(
+                        f"line longer than {self.max_line_length} bytes; resetting the connection"))
+        except StreamClosedError:
+            pass
+        finally:
+            self._on_closed(self._reason())
+
+    def _reason(self) -> BaseException:
+        if self._close_reason is not None:
+            return self._close_reason
+        error = self.stream.error
+        if error is not None:
+            return error if isinstance(error, BaseException) else ConnectionLostError(str(error))
+        return ConnectionLostError("connection closed by the device")

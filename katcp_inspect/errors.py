@@ -1,0 +1,70 @@
+"""Exception types: one per kind of failure, each carrying the device's own words where any."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .message import Message
+
+
+class KatcpInspectError(Exception):
+    """Base class of every error raised by katcp-inspect."""
+
+
+class KatcpSyntaxError(KatcpInspectError, ValueError):
+    """A line or an argument does not follow the KATCP grammar."""
+
+
+class ProtocolError(KatcpInspectError, ValueError):
+    """The device's protocol version or flags cannot be understood or are not supported."""
+
+
+class NotConnectedError(KatcpInspectError, ConnectionError):
+    """A request was made while the client was not connected (and negotiated)."""
+
+
+class ConnectionLostError(KatcpInspectError, ConnectionError):
+    """The connection went away before the reply arrived."""
+
+
+class ClientClosedError(ConnectionLostError):
+    """The client was closed by its owner before the reply arrived or a waiter was satisfied."""
+
+
+class LineTooLongError(KatcpInspectError, ConnectionError):
+    """The device sent a line longer than the configured maximum; the connection is reset."""
+
+
+class RequestTimeoutError(KatcpInspectError, TimeoutError):
+    """No reply arrived in time.
+
+    ``TimeoutError`` is the built-in that ``tornado.gen.TimeoutError`` and
+    ``asyncio.TimeoutError`` both name on Tornado 6 / Python 3.11, so either ``except``
+    clause catches this.
+    """
+
+
+class RequestError(KatcpInspectError):
+    """The device answered with something other than ``ok``.
+
+    :attr:`reply` is the reply message and :attr:`reason` the device's explanation (its second
+    argument, decoded for display).
+    """
+
+    def __init__(self, reply: Message, informs: list[Message] | None = None) -> None:
+        self.reply = reply
+        self.informs = informs if informs is not None else []
+        args = reply.arguments
+        self.reason = args[1].decode("utf-8", "backslashreplace") if len(args) > 1 else ""
+        code = args[0].decode("utf-8", "backslashreplace") if args else "<no return code>"
+        text = f"?{reply.name} {code}"
+        super().__init__(f"{text}: {self.reason}" if self.reason else text)
+
+
+class RequestFailedError(RequestError):
+    """The device replied ``fail`` (or any return code that is neither ``ok`` nor ``invalid``)."""
+
+
+class RequestInvalidError(RequestError):
+    """The device replied ``invalid``: it considers the request malformed or unknown."""

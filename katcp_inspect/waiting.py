@@ -1,0 +1,72 @@
+"""Things to wait on, made so that no waiter is ever lost and each costs O(1).
+
+katcp-python's ``until_any`` removed callbacks from a list while it was being walked, losing
+waiters (bug B1). Here a waiter is a future of its own in a set; it leaves the set when it is
+resolved, cancelled or timed out, and setting a flag resolves every waiter still present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def done_future(result: T) -> asyncio.Future[T]:
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    future.set_result(result)
+    return future
+
+
+def with_timeout(awaitable: Awaitable[T], timeout: float | None) -> asyncio.Future[T]:
+    """A future for ``awaitable`` that raises ``TimeoutError`` after ``timeout`` seconds.
+
+    On timeout the awaitable is cancelled (so a waiter leaves its set at once). ``TimeoutError``
+    is what ``tornado.gen.TimeoutError`` and ``asyncio.TimeoutError`` both are on Tornado 6.
+    """
+    future = asyncio.ensure_future(awaitable)
+    if timeout is None:
+        return future
+    return asyncio.ensure_future(asyncio.wait_for(future, timeout))
+
+
+class Flag:
+    """A boolean that coroutines can wait to become true."""
+
+    def __init__(self, value: bool = False) -> None:
+        self._value = value
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        self._value = True
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._value = False
+
+    def wait(self) -> asyncio.Future[None]:
+        if self._value:
+            return done_future(None)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        waiter.add_done_callback(self._waiters.discard)
+        return waiter
+
+    def fail(self, exc: BaseException) -> None:
+        """Fail every current waiter with ``exc`` (the flag itself is unchanged)."""
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(exc)
+
+    def __len__(self) -> int:
+        """How many waiters are waiting (for tests and leak checks)."""
+        return len(self._waiters)
