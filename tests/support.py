@@ -1,0 +1,151 @@
+"""Test helpers: a scripted raw KATCP peer and a third-party (aiokatcp) device server.
+
+No ``from __future__ import annotations`` here: aiokatcp reads handler annotations at run time.
+"""
+
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any, Optional
+
+import aiokatcp
+from tornado.iostream import IOStream
+from tornado.netutil import bind_sockets
+from tornado.tcpserver import TCPServer
+
+from katcp_inspect import Message
+
+GREETING_V5 = b"#version-connect katcp-protocol 5.1-MIB\n"
+
+
+class PeerConnection:
+    """The server side of one accepted connection, driven line by line by a test."""
+
+    def __init__(self, stream: IOStream) -> None:
+        self.stream = stream
+
+    def send(self, data: bytes) -> None:
+        if not self.stream.closed():
+            self.stream.write(data)
+
+    async def read_message(self, timeout: float = 2.0) -> Message:
+        line = await asyncio.wait_for(self.stream.read_until_regex(b"[\r\n]"), timeout)
+        return Message.parse(line)
+
+    def close(self) -> None:
+        self.stream.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.stream.closed()
+
+
+class ScriptedServer(TCPServer):
+    """A listening socket whose connections the test drives by hand.
+
+    ``greeting`` is sent on every new connection (``b""`` for none). The listener can be
+    stopped and started again on the same port, to refuse connections for a while.
+    """
+
+    def __init__(self, greeting: bytes = GREETING_V5) -> None:
+        super().__init__()
+        self.greeting = greeting
+        self.connections: asyncio.Queue[PeerConnection] = asyncio.Queue()
+        self.all: list[PeerConnection] = []
+        self.port = 0
+        self._listeners: list[socket.socket] = []
+
+    def listen_now(self) -> None:
+        """Listen (again) on ``port``; the first call picks a free port."""
+        self._listeners = bind_sockets(self.port, "127.0.0.1")
+        self.port = self._listeners[0].getsockname()[1]
+        self.add_sockets(self._listeners)
+
+    def stop_listening(self) -> None:
+        """Close the listening socket, so that new connections are refused."""
+        for sock in self._listeners:
+            fd = sock.fileno()
+            # TCPServer offers no per-socket removal; these are its fd-keyed tables.
+            self._handlers.pop(fd)()
+            self._sockets.pop(fd)
+            sock.close()
+        self._listeners = []
+
+    @property
+    def listening(self) -> bool:
+        return bool(self._listeners)
+
+    async def handle_stream(self, stream: IOStream, address: Any) -> None:
+        peer = PeerConnection(stream)
+        self.all.append(peer)
+        if self.greeting:
+            peer.send(self.greeting)
+        await self.connections.put(peer)
+
+    async def next_connection(self, timeout: float = 2.0) -> PeerConnection:
+        return await asyncio.wait_for(self.connections.get(), timeout)
+
+    def shutdown(self) -> None:
+        self.stop_listening()
+        for peer in self.all:
+            peer.close()
+        self.stop()
+
+
+@contextlib.asynccontextmanager
+async def scripted_server(greeting: bytes = GREETING_V5) -> AsyncIterator[ScriptedServer]:
+    server = ScriptedServer(greeting)
+    server.listen_now()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
+class ThirdPartyDevice(aiokatcp.DeviceServer):  # type: ignore[misc]
+    """aiokatcp's DeviceServer: a real, independent KATCP implementation to test against."""
+
+    VERSION = "third-party-1.0"
+    BUILD_STATE = "third-party-1.0.0"
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.sensors.add(aiokatcp.Sensor(float, "temperature", "Temperature", "degC",
+                                         default=21.5, initial_status=aiokatcp.Sensor.Status.NOMINAL))
+        self.sensors.add(aiokatcp.Sensor(int, "counter", "A counter", "", default=7,
+                                         initial_status=aiokatcp.Sensor.Status.NOMINAL))
+
+    async def request_slow(self, ctx: Any, delay: float) -> None:
+        """Reply after a delay (seconds)."""
+        await asyncio.sleep(delay)
+
+    async def request_echo(self, ctx: Any, *args: bytes) -> tuple[bytes, ...]:
+        """Reply with the arguments."""
+        return args
+
+
+@contextlib.asynccontextmanager
+async def third_party_device(port: int = 0) -> AsyncIterator[ThirdPartyDevice]:
+    server = ThirdPartyDevice("127.0.0.1", port)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def port_of(server: ThirdPartyDevice) -> int:
+    return int(server.sockets[0].getsockname()[1])
+
+
+async def wait_until(predicate: Any, timeout: float = 2.0, what: Optional[str] = None) -> None:
+    """Poll a condition that has no event of its own (e.g. a counter), yielding to the loop."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.001)
+
