@@ -510,11 +510,21 @@ class DeviceClient:
             return
         self._stream_connected(stream)
 
+    def _attempt_is_current(self) -> bool:
+        # A cancelled connect task whose last await had already finished is not interrupted:
+        # it runs on, and must not act for an attempt that close() has abandoned.
+        return self._connect_task is not None and self._connect_task is asyncio.current_task()
+
     def _attempt_failed(self, error: BaseException) -> None:
+        if not self._attempt_is_current():
+            return
         self._connect_task = None
         self._set_state(self._after_loss(), error)
 
     def _stream_connected(self, stream: IOStream) -> None:
+        if not self._attempt_is_current():
+            stream.close()
+            return
         self._connect_task = None
         assert stream.socket is not None
         stream.set_nodelay(True)
