@@ -8,7 +8,6 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
-    "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -17,10 +16,4 @@ myst_heading_anchors = 3
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 nitpicky = False
-intersphinx_mapping = {
-    "python": ("https://docs.python.org/3", None),
-}
-# The build must work offline (CI has no network): intersphinx inventories are optional.
-intersphinx_disabled_reftypes = ["*"]
 html_theme = "alabaster"
-suppress_warnings = ["intersphinx"]

@@ -112,10 +112,11 @@ class ThirdPartyDevice(aiokatcp.DeviceServer):  # type: ignore[misc]
 
     def __init__(self, host: str, port: int) -> None:
         super().__init__(host, port)
+        nominal = aiokatcp.Sensor.Status.NOMINAL
         self.sensors.add(aiokatcp.Sensor(float, "temperature", "Temperature", "degC",
-                                         default=21.5, initial_status=aiokatcp.Sensor.Status.NOMINAL))
+                                         default=21.5, initial_status=nominal))
         self.sensors.add(aiokatcp.Sensor(int, "counter", "A counter", "", default=7,
-                                         initial_status=aiokatcp.Sensor.Status.NOMINAL))
+                                         initial_status=nominal))
 
     async def request_slow(self, ctx: Any, delay: float) -> None:
         """Reply after a delay (seconds)."""

@@ -92,7 +92,8 @@ async def test_fail_and_invalid_replies_raise_distinct_errors(io_loop: Any) -> N
         assert "no-such-sensor" in info.value.reason
         assert not info.value.reply.reply_ok()
         reply, _ = await client.request_raw("sensor-value", "no-such-sensor")
-        assert reply.mtype is Message.REPLY and reply.arguments[0] == b"fail"
+        assert reply.mtype is Message.REPLY
+        assert reply.arguments[0] == b"fail"
         await client.close()
 
 
@@ -211,7 +212,8 @@ async def test_without_message_ids_same_name_requests_are_serialised(io_loop: An
             ("sensor-value", [b"a"], None), ("watchdog", [], None)]
         peer.send(b"#sensor-value 1.5 1 a nominal 3\n!sensor-value ok 1\n!watchdog ok\n")
         reply, informs = await first
-        assert reply.arguments == [b"ok", b"1"] and informs[0].arguments[2] == b"a"
+        assert reply.arguments == [b"ok", b"1"]
+        assert informs[0].arguments[2] == b"a"
         assert (await other)[0].reply_ok()
         # Only now is the second request of that name sent.
         assert (await peer.read_message()).arguments == [b"b"]
@@ -229,7 +231,8 @@ async def test_replies_are_matched_by_message_id_in_any_order(io_loop: Any) -> N
         peer = await server.next_connection()
         futures = [client.request_raw("echo", i) for i in range(3)]
         mids = [(await peer.read_message()).mid for _ in range(3)]
-        assert len(set(mids)) == 3 and None not in mids
+        assert len(set(mids)) == 3
+        assert None not in mids
         for i, mid in reversed(list(enumerate(mids))):
             peer.send(b"#echo[%d] inform-%d\n!echo[%d] ok %d\n" % (mid, i, mid, i))
         for i, future in enumerate(futures):
