@@ -10,7 +10,7 @@ import attrs
 
 from .errors import ProtocolError
 
-_VERSION_RE = re.compile(r"(\d+)\.(\d+)(?:-([A-Za-z]*))?\Z")
+_VERSION_RE = re.compile(r"([0-9]+)\.([0-9]+)(?:-([A-Za-z]*))?\Z")
 
 #: Sampling strategies each major version defines (event-rate and differential-rate are v5).
 STRATEGIES_V4 = frozenset({"none", "auto", "period", "event", "differential"})
@@ -23,7 +23,7 @@ def _to_flag_set(flags: str | bytes | Iterable[str | bytes]) -> frozenset[str]:
     out = set()
     for flag in flags:
         text = flag.decode("ascii") if isinstance(flag, bytes) else str(flag)
-        if len(text) != 1:
+        if len(text) != 1 or not ("A" <= text <= "Z" or "a" <= text <= "z"):
             raise ProtocolError(f"protocol flags are single letters, not {text!r}")
         out.add(text)
     return frozenset(out)

@@ -12,15 +12,6 @@ from hypothesis import strategies as st
 from katcp_inspect.backoff import ExponentialRandomBackoff
 
 
-@pytest.fixture(autouse=True)
-def no_event_loop_errors() -> None:
-    """Replace conftest's event-loop check for this module, which never runs an event loop.
-
-    That check calls ``gc.collect()`` after every test, which would take most of this module's
-    run time and buys nothing here.
-    """
-
-
 def test_delays() -> None:
     """katcp-python's own ``TestExponentialRandomBackoff.test_delays``, reproduced."""
     with mock.patch("random.random", return_value=0.4) as m_rand:

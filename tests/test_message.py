@@ -33,14 +33,6 @@ messages = st.builds(
 fast = settings(deadline=None, max_examples=60)
 
 
-@pytest.fixture(autouse=True)
-def no_event_loop_errors() -> None:
-    """Replace conftest's event-loop check for this module, which never runs an event loop.
-
-    That check calls ``gc.collect()`` after every test, which would take most of this module's
-    run time and buys nothing here.
-    """
-
 
 # ----------------------------------------------------------------------------------------------
 # Constructors and argument encoding
