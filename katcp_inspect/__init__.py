@@ -16,20 +16,32 @@ from .errors import (
     RequestInvalidError,
     RequestTimeoutError,
 )
+from .inspecting_client import (
+    InspectingClientAsync,
+    InspectingClientStateType,
+    SyncError,
+)
+from .kattypes import Address, SensorStatus, SensorType
 from .message import Message, MessageParser, MessageType
 from .protocol import KATCP_V4, ProtocolFlags
-from .stats import ClientStats
+from .request import Request, RequestType
+from .sensor import Reading, Sensor
+from .stats import ClientStats, InspectingStats
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "KATCP_V4",
+    "Address",
     "ClientClosedError",
     "ClientStats",
     "ConnectionLostError",
     "ConnectionState",
     "DeviceClient",
     "ExponentialRandomBackoff",
+    "InspectingClientAsync",
+    "InspectingClientStateType",
+    "InspectingStats",
     "KatcpInspectError",
     "KatcpSyntaxError",
     "Keepalive",
@@ -40,8 +52,15 @@ __all__ = [
     "NotConnectedError",
     "ProtocolError",
     "ProtocolFlags",
+    "Reading",
+    "Request",
     "RequestError",
     "RequestFailedError",
     "RequestInvalidError",
     "RequestTimeoutError",
+    "RequestType",
+    "Sensor",
+    "SensorStatus",
+    "SensorType",
+    "SyncError",
 ]

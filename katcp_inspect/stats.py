@@ -19,12 +19,13 @@ class OnceLogger:
         self.logger = logger
         self._seen: set[object] = set()
 
-    def log(self, kind: object, msg: str, *args: Any) -> None:
+    def log(self, kind: object, msg: str, *args: Any, exc_info: bool = False) -> None:
         if kind in self._seen:
-            self.logger.debug(msg, *args)
+            self.logger.debug(msg, *args, exc_info=exc_info)
         else:
             self._seen.add(kind)
-            self.logger.warning(msg + " (further occurrences are logged at DEBUG)", *args)
+            self.logger.warning(msg + " (further occurrences are logged at DEBUG)", *args,
+                                exc_info=exc_info)
 
 
 @attrs.define
@@ -55,3 +56,23 @@ class ClientStats:
     request_timeouts: int = 0
     #: Connections declared dead because ``?watchdog`` went unanswered.
     liveness_failures: int = 0
+
+
+@attrs.define
+class InspectingStats:
+    """What an :class:`~katcp_inspect.InspectingClientAsync` has seen, since it was created."""
+
+    #: Inspections that completed and were applied to the model.
+    syncs: int = 0
+    #: Inspections that failed (nothing applied; retried after the resync backoff).
+    failed_syncs: int = 0
+    #: ``#help`` / ``#sensor-list`` / ``#request-timeout-hint`` informs that made no sense.
+    bad_informs: int = 0
+    #: Sensor updates that could not be decoded (bad status, bad value, wrong count).
+    bad_updates: int = 0
+    #: Updates for sensors the device never listed.
+    unknown_sensor_updates: int = 0
+    #: Sensor observers or state callbacks that raised.
+    callback_errors: int = 0
+    #: ``?sensor-sampling`` requests the device refused.
+    strategy_failures: int = 0

@@ -1,0 +1,231 @@
+"""``Sensor`` and ``Reading``: the cached view of one device sensor, compatible with
+katcp-python's ``katcp.Sensor`` so that users' observers and factories keep working."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Union
+
+from . import kattypes
+from .kattypes import STATUS_FROM_WIRE, SensorStatus, SensorType
+from .stats import OnceLogger
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from .client import Reply
+
+
+_observer_problems = OnceLogger(logging.getLogger("katcp_inspect.sensor"))
+
+
+class Reading(NamedTuple):
+    """One sensor reading: timestamp in seconds since the epoch, status, Python value."""
+
+    timestamp: float
+    status: SensorStatus
+    value: Any
+
+
+class SensorObserver(Protocol):
+    def update(self, sensor: Sensor, reading: Reading) -> None: ...
+
+
+class StrategySetter(Protocol):
+    def set_sampling_strategy(self, name: str, strategy: str,
+                              *params: Any) -> asyncio.Future[Reply]: ...
+
+
+_PYTHON_TYPES: dict[type, SensorType] = {
+    bool: SensorType.BOOLEAN,
+    int: SensorType.INTEGER,
+    float: SensorType.FLOAT,
+    str: SensorType.STRING,
+}
+
+SensorTypeLike = Union[SensorType, int, type]
+
+
+def _sensor_type(value: SensorTypeLike) -> SensorType:
+    if isinstance(value, type):
+        try:
+            return _PYTHON_TYPES[value]
+        except KeyError:
+            raise ValueError(f"no KATCP sensor type for Python type {value.__name__}") from None
+    return SensorType(value)
+
+
+class Sensor:
+    """A sensor of the device model, with its latest reading and its observers.
+
+    The constructor, constants and methods are those of katcp-python's ``katcp.Sensor``
+    (``read()``, ``value()``, ``status()``, ``set()``, ``set_value()``, ``set_formatted()``,
+    ``attach()`` / ``detach()`` of observers with ``update(sensor, reading)``). Observers are
+    called synchronously, in the order they were attached, each time a reading is set.
+    """
+
+    __slots__ = (
+        "_observers",
+        "_reading",
+        "_strategy_setter",
+        "decode",
+        "description",
+        "name",
+        "params",
+        "sensor_type",
+        "stype",
+        "units",
+    )
+
+    INTEGER = SensorType.INTEGER
+    FLOAT = SensorType.FLOAT
+    BOOLEAN = SensorType.BOOLEAN
+    LRU = SensorType.LRU
+    DISCRETE = SensorType.DISCRETE
+    STRING = SensorType.STRING
+    TIMESTAMP = SensorType.TIMESTAMP
+    ADDRESS = SensorType.ADDRESS
+
+    UNKNOWN = SensorStatus.UNKNOWN
+    NOMINAL = SensorStatus.NOMINAL
+    WARN = SensorStatus.WARN
+    ERROR = SensorStatus.ERROR
+    FAILURE = SensorStatus.FAILURE
+    UNREACHABLE = SensorStatus.UNREACHABLE
+    INACTIVE = SensorStatus.INACTIVE
+
+    LRU_NOMINAL = kattypes.LRU_NOMINAL
+    LRU_ERROR = kattypes.LRU_ERROR
+
+    STATUSES = {s.value: s.wire_name for s in SensorStatus}
+    STATUS_NAMES = {s.wire_name: s.value for s in SensorStatus}
+    SENSOR_TYPE_LOOKUP = {t.value: t.wire_name for t in SensorType}
+
+    def __init__(self, sensor_type: SensorTypeLike, name: str,
+                 description: str | None = None, units: str | None = None,
+                 params: Sequence[Any] | None = None, default: Any = None,
+                 initial_status: SensorStatus | None = None) -> None:
+        self.sensor_type = _sensor_type(sensor_type)
+        self.name = name
+        self.units = units or ""
+        self.params = list(params) if params is not None else []
+        self.stype = self.sensor_type.wire_name
+        self.description = description if description is not None else (
+            f"{self.stype.capitalize()} sensor {name!r} "
+            + (f"in unit {self.units}" if self.units else "with no unit"))
+        self.decode = kattypes.value_decoder(self.sensor_type)
+        if default is None:
+            default = kattypes.default_value(self.sensor_type, self.params)
+        status = SensorStatus.UNKNOWN if initial_status is None else SensorStatus(initial_status)
+        self._reading = Reading(time.time(), status, default)
+        self._observers: list[SensorObserver] = []
+        self._strategy_setter: StrategySetter | None = None
+
+    @property
+    def type(self) -> str:
+        """The KATCP type name (``"integer"``, ``"float"``, ...)."""
+        return self.stype
+
+    @classmethod
+    def parse_type(cls, type_string: str | bytes) -> SensorType:
+        """The type for a ``#sensor-list`` type name; unknown names are string sensors."""
+        return kattypes.type_from_name(type_string)[0]
+
+    @classmethod
+    def parse_params(cls, sensor_type: SensorTypeLike,
+                     formatted_params: Sequence[bytes | str], major: int = 5) -> list[Any]:
+        return kattypes.parse_params(_sensor_type(sensor_type), formatted_params)
+
+    # -------------------------------------------------------------- reading
+
+    def read(self) -> Reading:
+        return self._reading
+
+    def value(self) -> Any:
+        return self._reading.value
+
+    def status(self) -> SensorStatus:
+        return self._reading.status
+
+    def timestamp(self) -> float:
+        return self._reading.timestamp
+
+    # -------------------------------------------------------------- writing
+
+    def set(self, timestamp: float, status: SensorStatus, value: Any) -> None:
+        """Store a reading as given and tell the observers."""
+        reading = Reading(timestamp, status, value)
+        self._reading = reading
+        if self._observers:
+            self._notify(reading)
+
+    def _notify(self, reading: Reading) -> None:
+        for observer in self._observers:
+            try:
+                observer.update(self, reading)
+            except Exception:
+                # One broken observer must not starve the others of updates.
+                _observer_problems.log((self.name, id(observer)), "Observer %r of sensor %s "
+                                       "raised", observer, self.name, exc_info=True)
+
+    def update_from_wire(self, timestamp: float, raw_status: bytes, raw_value: bytes) -> None:
+        """Set a reading from a ``#sensor-status`` (timestamp already in seconds). Raises
+        ``KeyError`` or ``ValueError``, changing nothing, if the status or value is bad."""
+        reading = Reading(timestamp, STATUS_FROM_WIRE[raw_status], self.decode(raw_value))
+        self._reading = reading
+        if self._observers:
+            self._notify(reading)
+
+    def set_value(self, value: Any, status: SensorStatus = SensorStatus.NOMINAL,
+                  timestamp: float | None = None, major: int = 5) -> None:
+        """Check ``value`` against the type, then set it (now, unless a time is given)."""
+        kattypes.check_value(self.sensor_type, value, self.params)
+        self.set(time.time() if timestamp is None else timestamp, SensorStatus(status), value)
+
+    def set_formatted(self, raw_timestamp: bytes, raw_status: bytes, raw_value: bytes,
+                      major: int = 5) -> None:
+        """Set a reading from its wire form. Raises ``ValueError`` (or ``KeyError`` for an
+        unknown status) without changing anything if a part does not decode."""
+        self.set(kattypes.decode_timestamp(raw_timestamp, major=major),
+                 STATUS_FROM_WIRE[raw_status],
+                 kattypes.decode_value(self.sensor_type, raw_value, major=major))
+
+    def parse_value(self, raw_value: bytes, major: int = 5) -> Any:
+        return kattypes.decode_value(self.sensor_type, raw_value, major=major)
+
+    def format_reading(self, reading: Reading, major: int = 5) -> tuple[bytes, bytes, bytes]:
+        return (kattypes.encode_timestamp(reading.timestamp, major=major),
+                kattypes.STATUS_TO_WIRE[SensorStatus(reading.status)],
+                kattypes.encode_value(self.sensor_type, reading.value, major=major))
+
+    def read_formatted(self, major: int = 5) -> tuple[bytes, bytes, bytes]:
+        return self.format_reading(self._reading, major)
+
+    # -------------------------------------------------------------- observers
+
+    def attach(self, observer: SensorObserver) -> None:
+        """Call ``observer.update(sensor, reading)`` on every new reading (once per observer)."""
+        if observer not in self._observers:
+            self._observers.append(observer)
+
+    def detach(self, observer: SensorObserver) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)
+
+    @property
+    def observers(self) -> tuple[SensorObserver, ...]:
+        return tuple(self._observers)
+
+    # -------------------------------------------------------------- sampling
+
+    def set_strategy(self, strategy: str, *params: Any) -> asyncio.Future[Reply]:
+        """Ask the device to sample this sensor with ``strategy``; the inspecting client that
+        made the sensor remembers the choice and applies it again after every reconnect."""
+        if self._strategy_setter is None:
+            raise RuntimeError(f"sensor {self.name!r} does not belong to an inspecting client")
+        return self._strategy_setter.set_sampling_strategy(self.name, strategy, *params)
+
+    def __repr__(self) -> str:
+        return f"<Sensor {self.name} ({self.stype}) {self._reading}>"

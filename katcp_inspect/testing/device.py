@@ -1,0 +1,941 @@
+"""``SimulatedDevice``: a real KATCP device server on Tornado, for demos, tests and load tests.
+
+The device speaks KATCP 5.1 (or 5.0, or 4) to any number of clients over TCP: the standard
+requests, sensors of every type with per-connection sampling strategies, user-defined requests,
+and ``#interface-changed`` when its interface changes at run time. Fault switches make it
+misbehave on purpose (drop clients, stall, answer slowly, send garbage or over-long lines), so
+that clients can be tested against the failures real devices have.
+
+Each connection reads in large chunks through katcp-codec and collects everything it sends in
+one event-loop iteration into a single write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import re
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, TypeVar, Union
+
+import attrs
+import tornado
+from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
+from tornado.netutil import bind_sockets
+from tornado.tcpserver import TCPServer
+
+from .. import __version__
+from ..errors import KatcpSyntaxError
+from ..kattypes import Address, SensorStatus, SensorType, encode_timestamp
+from ..message import ArgumentLike, Message, MessageParser, MessageType
+from ..protocol import ProtocolFlags
+from .sampling import ConnectionSampling, SamplingStrategy, StrategyError, parse_strategy
+from .sensors import DEMO_CHANGING, SimulatedSensor, ValueGenerator, demo_sensors
+
+logger = logging.getLogger("katcp_inspect.testing.device")
+
+#: ``?log-level`` levels, from quietest to noisiest.
+LOG_LEVELS = ("off", "fatal", "error", "warn", "info", "debug", "trace", "all")
+#: Styles of interface-change inform (see :class:`SimulatedDevice`).
+INTERFACE_CHANGED_STYLES = ("sensor", "list", "bare", "device-changed")
+#: What :meth:`SimulatedDevice.send_garbage` sends by default: no KATCP message starts so.
+GARBAGE_LINE = b"this is not a KATCP message\n"
+#: Default flags per protocol version (flag order as given here is the order greeted with).
+DEFAULT_FLAGS = {(5, 1): "MIBT", (5, 0): "MI", (4, 0): "M"}
+
+_LOGGER_NAME = "katcp-inspect.simulated-device"
+_READ_CHUNK = 64 * 1024
+
+RequestHandler = Callable[..., Any]
+"""``handler(ctx, *args: bytes)``, a coroutine function (or a plain function) whose result is
+the reply: ``None`` for ``ok``, a tuple for ``ok`` and its items, anything else for ``ok value``.
+"""
+H = TypeVar("H", bound=RequestHandler)
+
+
+class FailReply(Exception):
+    """Raise in a request handler to reply ``fail <reason>``."""
+
+
+class InvalidReply(Exception):
+    """Raise in a request handler to reply ``invalid <reason>``."""
+
+
+@attrs.frozen(eq=False)
+class RequestInfo:
+    """A request the device offers: its handler, ``?help`` text and timeout hint (seconds)."""
+
+    name: str
+    handler: RequestHandler
+    description: str
+    timeout_hint: float | None
+    signature: inspect.Signature | None
+
+
+class RequestContext:
+    """What a request handler gets as its first argument.
+
+    ``ctx.inform(*args)`` sends an inform that belongs to the reply (same name and message id);
+    :attr:`device`, :attr:`connection` and :attr:`request` give access to the rest.
+    """
+
+    def __init__(self, device: SimulatedDevice, connection: ClientConnection, request: Message,
+                 mid: int | None) -> None:
+        self.device = device
+        self.connection = connection
+        self.request = request
+        self.mid = mid
+        self.informs_sent = 0
+        self._after_reply: list[Callable[[], None]] = []
+
+    @property
+    def name(self) -> str:
+        return self.request.name
+
+    def inform(self, *args: ArgumentLike) -> None:
+        self.connection.send(Message(MessageType.INFORM, self.request.name, args, self.mid))
+        self.informs_sent += 1
+
+    def after_reply(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the reply has been queued (``?halt`` uses this)."""
+        self._after_reply.append(callback)
+
+
+def _reply_values(result: Any) -> list[Any]:
+    if result is None:
+        return []
+    if isinstance(result, (tuple, list)):
+        return list(result)
+    return [result]
+
+
+class ClientConnection:
+    """One client of the device: its stream, its sampling strategies, its queued output."""
+
+    def __init__(self, device: SimulatedDevice, stream: IOStream, address: Address) -> None:
+        self.device = device
+        self.stream = stream
+        self.address = address
+        self.sampling = ConnectionSampling(self._send_sensor_status)
+        self._major = device.protocol_flags.major
+        self._parser = MessageParser(device.max_line_length)
+        self._out: list[bytes] = []
+        self._held: list[bytes] = []
+        self._waiting: list[Message] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._order = asyncio.Lock()
+        self._read_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._gone = False
+
+    def __repr__(self) -> str:
+        return f"<ClientConnection {self.address}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closing or self._gone
+
+    def start(self) -> None:
+        self._read_task = asyncio.ensure_future(self._read_loop())
+
+    # -- output ------------------------------------------------------------------------------
+
+    def send(self, message: Message | bytes) -> None:
+        """Queue a message (or raw bytes, sent as they are) for this client.
+
+        Everything queued in one loop iteration goes out in one write. While the device is
+        stalled, output is held back and sent when it resumes.
+        """
+        if self.closed:
+            return
+        data = message if isinstance(message, bytes) else message.encode()
+        if self.device.stalled:
+            self._held.append(data)
+        else:
+            self._queue(data)
+
+    def _queue(self, data: bytes) -> None:
+        self._out.append(data)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _send_sensor_status(self, sensor: SimulatedSensor) -> None:
+        # Updates that fall due while the device is stalled are lost, as from a hung device.
+        if not self.closed and not self.device.stalled:
+            self._queue(sensor.status_line(self._major))
+
+    def _take_output(self) -> bytes:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        data = self._take_output()
+        if not data or self.stream.closed():
+            return
+        try:
+            self.stream.write(data)
+        except StreamBufferFullError:
+            logger.warning("Client %s is not reading; disconnecting it", self.address)
+            self.abort()
+        except StreamClosedError:
+            pass  # the read loop notices and cleans up
+
+    def log(self, level: str, text: str) -> None:
+        """Send ``#log level timestamp logger text`` to this client, if the level is enabled."""
+        if self.device.log_enabled(level):
+            self.send(self.device.log_message(level, text))
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def abort(self, *, reset: bool = False) -> None:
+        """Close at once, dropping queued output; ``reset`` sends a TCP RST instead of a FIN."""
+        self._closing = True
+        self._take_output()
+        self._held.clear()
+        if reset and self.stream.socket is not None:
+            with contextlib.suppress(OSError):
+                self.stream.socket.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.stream.close()
+
+    async def close(self, timeout: float = 1.0) -> None:
+        """Send what is queued (waiting at most ``timeout`` seconds), close, and wait until
+        every task of this connection has ended."""
+        if not self._closing:
+            self._closing = True
+            data = self._take_output()
+            self._held.clear()
+            if data and not self.stream.closed():
+                with contextlib.suppress(StreamClosedError, StreamBufferFullError,
+                                         asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stream.write(data), timeout)
+            self.stream.close()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        if self._read_task is not None:
+            await asyncio.shield(self._read_task)
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _gone_away(self) -> None:
+        self._gone = True
+        self._take_output()
+        self._held.clear()
+        self._waiting.clear()
+        self.sampling.close()
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        self.device._forget(self)
+
+    # -- input -------------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                data = await self.stream.read_bytes(_READ_CHUNK, partial=True)
+                for item in self._parser.feed(data):
+                    if isinstance(item, KatcpSyntaxError):
+                        self.log("error", f"Bad line from {self.address}: {item}")
+                    elif self.device.stalled:
+                        self._waiting.append(item)
+                    else:
+                        self._dispatch(item)
+        except StreamClosedError:
+            pass
+        finally:
+            self._gone_away()
+
+    def _resume(self) -> None:
+        held, self._held = self._held, []
+        for data in held:
+            self._queue(data)
+        waiting, self._waiting = self._waiting, []
+        for message in waiting:
+            self._dispatch(message)
+
+    def _dispatch(self, message: Message) -> None:
+        if message.mtype is MessageType.REPLY:
+            self.log("error", f"Unexpected reply {message}")
+            return
+        if message.mtype is not MessageType.REQUEST:
+            return  # a device may ignore informs from its clients
+        # With message ids, a request that has one may run alongside others; the rest are
+        # handled one at a time, in the order they came.
+        concurrent = self.device.protocol_flags.message_ids and message.mid is not None
+        task = asyncio.ensure_future(self._handle(message, ordered=not concurrent))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, request: Message, *, ordered: bool) -> None:
+        if ordered:
+            async with self._order:
+                await self._process(request)
+        else:
+            await self._process(request)
+
+    async def _process(self, request: Message) -> None:
+        device = self.device
+        mid = request.mid if device.protocol_flags.message_ids else None
+        info = device.requests.get(request.name)
+        if info is None:
+            self.send(Message(MessageType.REPLY, request.name, [b"invalid", "Unknown request."],
+                              mid))
+            return
+        delay = device.delays.get(request.name)
+        if delay:
+            await asyncio.sleep(delay)
+        ctx = RequestContext(device, self, request, mid)
+        try:
+            if info.signature is not None:
+                try:
+                    info.signature.bind(ctx, *request.arguments)
+                except TypeError as exc:
+                    raise InvalidReply(str(exc)) from None
+            result = info.handler(ctx, *request.arguments)
+            if inspect.isawaitable(result):
+                result = await result
+            reply = [b"ok", *_reply_values(result)]
+        except FailReply as exc:
+            reply = [b"fail", str(exc)]
+        except InvalidReply as exc:
+            reply = [b"invalid", str(exc)]
+        except Exception as exc:
+            logger.debug("Handler of ?%s raised", request.name, exc_info=True)
+            reply = [b"fail", str(exc) or type(exc).__name__]
+        self.send(Message(MessageType.REPLY, request.name, reply, mid))
+        for callback in ctx._after_reply:
+            callback()
+
+
+class _Server(TCPServer):
+    def __init__(self, device: SimulatedDevice) -> None:
+        super().__init__()
+        self._device = device
+
+    def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
+        self._device._accept(stream, address)
+
+
+def _parse_protocol(protocol: str, flags: str | None) -> tuple[ProtocolFlags, str]:
+    version, dash, given = protocol.strip().partition("-")
+    if "." not in version:
+        version += ".0"
+    parsed = ProtocolFlags.parse_version(version)
+    if parsed.major != 4 and (parsed.major, parsed.minor) not in DEFAULT_FLAGS:
+        raise ValueError(f"the simulated device speaks KATCP 4, 5.0 and 5.1, not {protocol!r}")
+    if flags is None:
+        flags = given if dash else DEFAULT_FLAGS[(parsed.major, 0 if parsed.major == 4 else
+                                                  parsed.minor)]
+    flags = "".join(dict.fromkeys(flags))  # without repeats, in the order given
+    return ProtocolFlags(parsed.major, parsed.minor, flags), flags
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+SensorSelection = Union[str, Iterable[str]]
+
+
+class SimulatedDevice:
+    """A KATCP device server with simulated sensors, for demos and tests.
+
+    :param name: the device's name and API version (``#version-connect katcp-device``, or
+        ``#version`` for KATCP 4).
+    :param build: its build state (the third argument of ``katcp-device``, ``#build-state``).
+    :param protocol: ``"5.1"`` (the default), ``"5.0"`` or ``"4"``, optionally with flags
+        (``"5.1-MIB"``). KATCP 4 greets with ``#version`` and ``#build-state``, counts time in
+        milliseconds, has no message ids and refuses ``event-rate`` and ``differential-rate``.
+    :param flags: the protocol flags, overriding the version's default (``MIBT`` for 5.1,
+        ``MI`` for 5.0, ``M`` for 4), in the order they are announced. Without ``M`` the device
+        is single-client: a new client makes it drop the current one (after ``#disconnect``).
+        ``?request-timeout-hint`` exists only with ``T``; bulk ``?sensor-sampling`` only with
+        ``B``; requests are handled concurrently only with ``I``.
+    :param sensors: sensors to start with.
+    :param interface_changed: what every client is sent when a sensor or request is added,
+        removed or replaced: ``"sensor"`` (``#interface-changed sensor <name> added``, or
+        ``request <name> ...``), ``"list"`` (``#interface-changed sensor-list`` or
+        ``request-list``), ``"bare"`` (``#interface-changed``), ``"device-changed"``
+        (``#device-changed``, as the C library sends) or ``None`` (nothing).
+    :param max_line_length: longest request line accepted (longer ones get ``#log error``).
+    :param max_backlog: bytes queued for a client that does not read before it is dropped.
+    """
+
+    def __init__(
+        self,
+        name: str = "simulated-device-1.0",
+        build: str = "simulated-device-1.0.0",
+        *,
+        protocol: str = "5.1",
+        flags: str | None = None,
+        sensors: Iterable[SimulatedSensor] = (),
+        interface_changed: str | None = "sensor",
+        max_line_length: int = 2**21,
+        max_backlog: int = 2**26,
+        log_level: str = "warn",
+    ) -> None:
+        self.name = name
+        self.build = build
+        self.protocol_flags, self._flags_text = _parse_protocol(protocol, flags)
+        if interface_changed is not None and interface_changed not in INTERFACE_CHANGED_STYLES:
+            raise ValueError(f"unknown interface_changed style {interface_changed!r}; "
+                             f"use one of {INTERFACE_CHANGED_STYLES} or None")
+        self.interface_changed = interface_changed
+        self.max_line_length = max_line_length
+        self.max_backlog = max_backlog
+        if log_level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {log_level!r}; use one of {LOG_LEVELS}")
+        self.log_level = log_level
+        self._sensors: dict[str, SimulatedSensor] = {}
+        self._requests: dict[str, RequestInfo] = {}
+        self._delays: dict[str, float] = {}
+        self._connections: dict[ClientConnection, None] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: _Server | None = None
+        self._host = "127.0.0.1"
+        self._port: int | None = None
+        self._stalled = False
+        self._generator: ValueGenerator | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._stopped: asyncio.Event | None = None
+        self._add_standard_requests()
+        for sensor in sensors:
+            self._sensors[sensor.name] = sensor
+
+    @classmethod
+    def with_demo_sensors(cls, count: int = 40, *, rate: float | None = 1.0,
+                          **kwargs: Any) -> SimulatedDevice:
+        """A device with :func:`~katcp_inspect.testing.demo_sensors` (``count`` sensors of
+        every type); unless ``rate`` is ``None``, some of them change ``rate`` times a second
+        while the device runs. ``kwargs`` go to the constructor."""
+        device = cls(sensors=demo_sensors(count), **kwargs)
+        if rate:
+            device.start_generator(f"/{DEMO_CHANGING}/", rate)
+        return device
+
+    # -- properties ----------------------------------------------------------------------------
+
+    @property
+    def protocol(self) -> str:
+        """The protocol as greeted: ``5.1-MIBT``, ``5.0-MI``, ``4.0``..."""
+        flags = self.protocol_flags
+        version = f"{flags.major}.{flags.minor}"
+        return f"{version}-{self._flags_text}" if flags.major >= 5 and self._flags_text \
+            else version
+
+    @property
+    def library_version(self) -> str:
+        return f"katcp-inspect-{__version__}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The port bound by the last :meth:`start` (kept after :meth:`stop`)."""
+        if self._port is None:
+            raise RuntimeError("the device has not been started")
+        return self._port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._host, self.port
+
+    @property
+    def connections(self) -> tuple[ClientConnection, ...]:
+        return tuple(self._connections)
+
+    @property
+    def sensors(self) -> Mapping[str, SimulatedSensor]:
+        return MappingProxyType(self._sensors)
+
+    @property
+    def requests(self) -> Mapping[str, RequestInfo]:
+        return MappingProxyType(self._requests)
+
+    @property
+    def delays(self) -> Mapping[str, float]:
+        """Seconds each request waits before it is handled (see :meth:`set_delay`)."""
+        return MappingProxyType(self._delays)
+
+    @property
+    def stalled(self) -> bool:
+        return self._stalled
+
+    @property
+    def generator(self) -> ValueGenerator | None:
+        return self._generator
+
+    # -- starting and stopping -----------------------------------------------------------------
+
+    async def start(self, host: str | None = None, port: int | None = None) -> None:
+        """Listen on ``host:port`` (port 0: any free port, then see :attr:`port`).
+
+        Without arguments, the host and port of the previous start are used again (at first
+        127.0.0.1 and a free port), so ``await device.stop(); await device.start()``
+        simulates a restart on the same address.
+        """
+        if self._server is not None:
+            raise RuntimeError("the device is already running")
+        host = self._host if host is None else host
+        if port is None:
+            port = 0 if self._port is None else self._port
+        sockets = bind_sockets(port, host or None)
+        server = _Server(self)
+        server.add_sockets(sockets)
+        self._server = server
+        self._host = host
+        self._port = sockets[0].getsockname()[1]
+        self._stopped = asyncio.Event()
+        self._stop_task = None
+        if self._generator is not None:
+            self._generator.start()
+        logger.info("Simulated device listening on %s:%d", host, self._port)
+
+    async def stop(self) -> None:
+        """Close every client (after sending what is queued for it) and the listening socket;
+        no task or timer of the device is left. Stopping a stopped device does nothing."""
+        if self._server is not None and self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop())
+        if self._stop_task is not None:
+            await asyncio.shield(self._stop_task)
+
+    def halt(self) -> None:
+        """Start stopping the device without waiting (for signal handlers and ``?halt``)."""
+        if self._server is not None and self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop())
+
+    async def join(self) -> None:
+        """Wait until the device has stopped (by :meth:`stop`, :meth:`halt` or ``?halt``)."""
+        if self._stopped is not None:
+            await self._stopped.wait()
+
+    async def _stop(self) -> None:
+        server, self._server = self._server, None
+        assert server is not None
+        server.stop()
+        if self._generator is not None:
+            self._generator.stop()
+        self._stalled = False  # a restarted device is not hung; held output is dropped
+        await asyncio.gather(*(conn.close() for conn in list(self._connections)))
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert self._stopped is not None
+        self._stopped.set()
+        logger.info("Simulated device on %s:%s stopped", self._host, self._port)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _accept(self, stream: IOStream, address: tuple[Any, ...]) -> None:
+        if self._server is None:
+            stream.close()
+            return
+        stream.max_write_buffer_size = self.max_backlog
+        stream.set_nodelay(True)
+        peer = Address(str(address[0]), int(address[1])) if isinstance(address, tuple) \
+            and len(address) >= 2 else Address(str(address), None)
+        conn = ClientConnection(self, stream, peer)
+        if self.protocol_flags.multi_client:
+            self._broadcast(Message.inform("client-connected", str(peer)))
+        else:
+            for old in list(self._connections):
+                old.send(Message.inform("disconnect", f"New client connected from {peer}"))
+                self._spawn(old.close())
+        self._connections[conn] = None
+        for message in self.greeting():
+            conn.send(message)
+        conn.start()
+
+    def _forget(self, conn: ClientConnection) -> None:
+        self._connections.pop(conn, None)
+
+    def greeting(self) -> list[Message]:
+        """The informs a client gets on connecting."""
+        if self.protocol_flags.major < 5:
+            return [Message.inform("version", self.name),
+                    Message.inform("build-state", self.build)]
+        return [
+            Message.inform("version-connect", "katcp-protocol", self.protocol),
+            Message.inform("version-connect", "katcp-library", self.library_version,
+                           f"tornado-{tornado.version}"),
+            Message.inform("version-connect", "katcp-device", self.name, self.build),
+        ]
+
+    def _broadcast(self, message: Message | bytes) -> None:
+        data = message if isinstance(message, bytes) else message.encode()
+        for conn in self._connections:
+            conn.send(data)
+
+    def mass_inform(self, name: str, *args: ArgumentLike) -> None:
+        """Send the inform ``#name args...`` to every client."""
+        self._broadcast(Message.inform(name, *args))
+
+    def log_enabled(self, level: str) -> bool:
+        index = LOG_LEVELS.index(level)
+        return 0 < index <= LOG_LEVELS.index(self.log_level)
+
+    def log_message(self, level: str, text: str) -> Message:
+        now = encode_timestamp(time.time(), major=self.protocol_flags.major)
+        return Message.inform("log", level, now, _LOGGER_NAME, text)
+
+    def log(self, level: str, text: str) -> None:
+        """Send ``#log`` to every client, if ``level`` is enabled by ``?log-level``."""
+        if self.log_enabled(level):
+            self._broadcast(self.log_message(level, text))
+
+    # -- sensors -------------------------------------------------------------------------------
+
+    def add_sensor(self, sensor: SimulatedSensor) -> SimulatedSensor:
+        """Add a sensor, or replace the one of the same name ("modified"; the clients'
+        strategies on the old one are dropped). Clients are told (see ``interface_changed``)."""
+        self.add_sensors([sensor])
+        return sensor
+
+    def add_sensors(self, sensors: Iterable[SimulatedSensor]) -> None:
+        """Add or replace several sensors, with one ``#interface-changed`` per sensor (one in
+        all for the styles without names)."""
+        changes = []
+        for sensor in sensors:
+            old = self._sensors.get(sensor.name)
+            if old is sensor:
+                continue
+            self._sensors[sensor.name] = sensor
+            if old is not None:
+                for conn in self._connections:
+                    conn.sampling.discard(sensor.name)
+            changes.append((sensor.name, "added" if old is None else "modified"))
+        if changes and self._generator is not None:
+            self._generator.invalidate()
+        self._interface_changed("sensor", changes)
+
+    def remove_sensor(self, name: str) -> SimulatedSensor:
+        """Remove a sensor (``KeyError`` if there is none); clients' strategies on it go too."""
+        sensor = self._sensors.pop(name)
+        for conn in self._connections:
+            conn.sampling.discard(name)
+        if self._generator is not None:
+            self._generator.invalidate()
+        self._interface_changed("sensor", [(name, "removed")])
+        return sensor
+
+    def get_sensor(self, name: str) -> SimulatedSensor:
+        return self._sensors[name]
+
+    def set_value(self, name: str, value: Any, status: SensorStatus | str | None = None,
+                  timestamp: float | None = None) -> None:
+        """Give sensor ``name`` a new reading (status ``nominal`` and the current time unless
+        given); clients with a strategy on it are updated as the strategy says."""
+        self._sensors[name].set_value(value, status, timestamp)
+
+    def set_status(self, name: str, status: SensorStatus | str,
+                   timestamp: float | None = None) -> None:
+        """Give sensor ``name`` a new reading with the same value and another status."""
+        self._sensors[name].set_status(status, timestamp)
+
+    def _select(self, selection: SensorSelection) -> Callable[[], list[SimulatedSensor]]:
+        if isinstance(selection, str) and len(selection) >= 2 and selection[0] == "/" \
+                and selection[-1] == "/":
+            pattern = re.compile(selection[1:-1])
+            return lambda: [s for n, s in sorted(self._sensors.items()) if pattern.search(n)]
+        names = [selection] if isinstance(selection, str) else list(selection)
+        missing = [name for name in names if name not in self._sensors]
+        if missing:
+            raise KeyError(f"no sensors named {', '.join(missing)}")
+        return lambda: [self._sensors[n] for n in names if n in self._sensors]
+
+    def start_generator(self, sensors: SensorSelection = "/.*/",
+                        rate: float = 1.0) -> ValueGenerator:
+        """Update the selected sensors ``rate`` times a second with changing values of their
+        type while the device runs (replacing any generator running already).
+
+        ``sensors`` is one name, a list of names, or ``"/regex/"`` (``re.search`` on names,
+        also matching sensors added later).
+        """
+        self.stop_generator()
+        generator = ValueGenerator(self._select(sensors), rate)
+        self._generator = generator
+        if self.running:
+            generator.start()
+        return generator
+
+    def stop_generator(self) -> None:
+        if self._generator is not None:
+            self._generator.stop()
+            self._generator = None
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def add_request(self, name: str, handler: RequestHandler, *, help: str | None = None,
+                    timeout_hint: float | None = None) -> None:
+        """Offer the request ``?name`` (replacing any request of that name: "modified").
+
+        ``handler(ctx, *args)`` gets a :class:`RequestContext` and the request's arguments as
+        ``bytes``; a request whose arguments do not fit the handler's signature gets
+        ``invalid``. The handler's result is the reply: ``None`` gives ``ok``, a tuple
+        ``ok`` and its items, anything else ``ok value``; :class:`FailReply` and
+        :class:`InvalidReply` give ``fail`` and ``invalid``, any other exception ``fail``
+        with its text. ``help`` defaults to the handler's docstring.
+        """
+        try:
+            Message.request(name)
+        except KatcpSyntaxError:
+            raise ValueError(f"invalid request name {name!r}") from None
+        description = help if help is not None else (inspect.getdoc(handler) or "")
+        try:
+            signature: inspect.Signature | None = inspect.signature(handler)
+        except (TypeError, ValueError):
+            signature = None
+        existed = name in self._requests
+        self._requests[name] = RequestInfo(name, handler, description, timeout_hint, signature)
+        self._interface_changed("request", [(name, "modified" if existed else "added")])
+
+    def request(self, name: str, *, help: str | None = None,
+                timeout_hint: float | None = None) -> Callable[[H], H]:
+        """Decorator form of :meth:`add_request`::
+
+            @device.request("add", help="Add two integers.", timeout_hint=2.0)
+            async def add(ctx, a: bytes, b: bytes) -> int:
+                return int(a) + int(b)
+        """
+
+        def register(handler: H) -> H:
+            self.add_request(name, handler, help=help, timeout_hint=timeout_hint)
+            return handler
+
+        return register
+
+    def remove_request(self, name: str) -> None:
+        """Stop offering ``?name`` (``KeyError`` if it is not offered); standard requests too."""
+        del self._requests[name]
+        self._interface_changed("request", [(name, "removed")])
+
+    def _interface_changed(self, kind: str, changes: Sequence[tuple[str, str]]) -> None:
+        style = self.interface_changed
+        if style is None or not changes or not self._connections:
+            return
+        if style == "sensor":
+            for name, action in changes:
+                self.mass_inform("interface-changed", kind, name, action)
+        elif style == "list":
+            self.mass_inform("interface-changed", f"{kind}-list")
+        elif style == "bare":
+            self.mass_inform("interface-changed")
+        elif style == "device-changed":
+            self.mass_inform("device-changed")
+        else:
+            raise ValueError(f"unknown interface_changed style {style!r}; "
+                             f"use one of {INTERFACE_CHANGED_STYLES} or None")
+
+    # -- fault switches ------------------------------------------------------------------------
+
+    def drop_clients(self, *, reset: bool = False) -> None:
+        """Close every client connection at once (``reset``: with a TCP RST). The device goes
+        on listening."""
+        for conn in list(self._connections):
+            conn.abort(reset=reset)
+
+    def stall(self) -> None:
+        """Stop answering, keeping connections open: requests wait, other output is held back
+        (both follow on :meth:`resume`), and sensor updates that fall due are lost."""
+        self._stalled = True
+
+    def resume(self) -> None:
+        """End a :meth:`stall`: send what was held, then handle the requests that waited."""
+        if self._stalled:
+            self._stalled = False
+            for conn in list(self._connections):
+                conn._resume()
+
+    def set_delay(self, request: str, seconds: float | None) -> None:
+        """Make every ``?request`` wait ``seconds`` before it is handled (``None`` or 0: no
+        delay). Without message ids this also holds up the client's later requests."""
+        if seconds:
+            self._delays[request] = float(seconds)
+        else:
+            self._delays.pop(request, None)
+
+    def send_garbage(self, data: bytes = GARBAGE_LINE) -> None:
+        """Send ``data`` (a line that is not KATCP, by default) to every client as it is."""
+        if not data.endswith((b"\n", b"\r")):
+            data += b"\n"
+        self._broadcast(data)
+
+    def send_long_line(self, size: int) -> None:
+        """Send every client an inform ``#long-line xxx...`` longer than ``size`` bytes."""
+        prefix = b"#long-line "
+        self._broadcast(prefix + b"x" * max(1, size + 1 - len(prefix)) + b"\n")
+
+    # -- the standard requests -----------------------------------------------------------------
+
+    def _add_standard_requests(self) -> None:
+        flags = self.protocol_flags
+        standard: list[tuple[str, RequestHandler, str]] = [
+            ("halt", self._request_halt,
+             "Halt the device: reply, then close every connection and stop listening."),
+            ("help", self._request_help, "List the requests, or describe one (?help [name])."),
+            ("log-level", self._request_log_level,
+             "Query or set the log level (?log-level [" + "|".join(LOG_LEVELS) + "])."),
+            ("sensor-list", self._request_sensor_list,
+             "List the sensors, or those named (?sensor-list [name|/regex/])."),
+            ("sensor-sampling", self._request_sensor_sampling,
+             "Query or set a sampling strategy "
+             "(?sensor-sampling name[,name...] [strategy [params...]])."),
+            ("sensor-value", self._request_sensor_value,
+             "Read sensor values (?sensor-value [name|/regex/])."),
+            ("watchdog", self._request_watchdog, "Check that the device is alive."),
+        ]
+        if flags.major >= 5:
+            standard.append(("version-list", self._request_version_list,
+                             "List the versions of the device's components."))
+        if flags.multi_client:
+            standard.append(("client-list", self._request_client_list,
+                             "List the connected clients."))
+        if flags.request_timeout_hints:
+            standard.append(("request-timeout-hint", self._request_request_timeout_hint,
+                             "Give the timeout hints of requests (?request-timeout-hint "
+                             "[name])."))
+        for name, handler, description in standard:
+            self.add_request(name, handler, help=description)
+
+    def _sensors_named(self, selector: bytes | None) -> list[SimulatedSensor]:
+        if selector is None:
+            return [self._sensors[name] for name in sorted(self._sensors)]
+        text = _decode(selector)
+        if len(text) >= 2 and text.startswith("/") and text.endswith("/"):
+            try:
+                pattern = re.compile(text[1:-1])
+            except re.error as exc:
+                raise FailReply(f"Invalid regular expression {text}: {exc}") from None
+            return [self._sensors[n] for n in sorted(self._sensors) if pattern.search(n)]
+        return [self._sensor(text)]
+
+    def _sensor(self, name: str) -> SimulatedSensor:
+        sensor = self._sensors.get(name)
+        if sensor is None:
+            raise FailReply(f"Unknown sensor name {name}.")
+        return sensor
+
+    async def _request_halt(self, ctx: RequestContext) -> None:
+        ctx.after_reply(self.halt)
+
+    async def _request_help(self, ctx: RequestContext, name: bytes | None = None) -> int:
+        if name is None:
+            infos = [self._requests[n] for n in sorted(self._requests)]
+        else:
+            info = self._requests.get(_decode(name))
+            if info is None:
+                raise FailReply(f"Unknown request {_decode(name)}.")
+            infos = [info]
+        for info in infos:
+            ctx.inform(info.name, info.description)
+        return len(infos)
+
+    async def _request_log_level(self, ctx: RequestContext, level: bytes | None = None) -> str:
+        if level is not None:
+            text = _decode(level).lower()
+            if text not in LOG_LEVELS:
+                raise FailReply(f"Unknown log level {_decode(level)}.")
+            self.log_level = text
+        return self.log_level
+
+    async def _request_sensor_list(self, ctx: RequestContext,
+                                   name: bytes | None = None) -> int:
+        sensors = self._sensors_named(name)
+        for sensor in sensors:
+            ctx.inform(*sensor.list_arguments())
+        return len(sensors)
+
+    async def _request_sensor_value(self, ctx: RequestContext,
+                                    name: bytes | None = None) -> int:
+        sensors = self._sensors_named(name)
+        major = self.protocol_flags.major
+        for sensor in sensors:
+            ctx.inform(*sensor.reading_arguments(major))
+        return len(sensors)
+
+    async def _request_sensor_sampling(self, ctx: RequestContext, names: bytes,
+                                       strategy: bytes | None = None,
+                                       *params: bytes) -> tuple[bytes, ...]:
+        text = _decode(names)
+        listed = text.split(",") if self.protocol_flags.bulk_set_sensor_sampling else [text]
+        sampling = ctx.connection.sampling
+        if strategy is None:
+            if len(listed) > 1:
+                raise FailReply("Cannot query multiple sensors.")
+            sensor = self._sensor(listed[0])
+            return (names, *sampling.strategy(sensor.name).reply_arguments())
+        sensors = [self._sensor(name) for name in listed]
+        # Check everything first: a bulk request that fails for one sensor changes nothing.
+        by_type: dict[SensorType, SamplingStrategy] = {}
+        chosen = []
+        for sensor in sensors:
+            parsed = by_type.get(sensor.stype)
+            if parsed is None:
+                try:
+                    parsed = parse_strategy(strategy, params, sensor.stype,
+                                            major=self.protocol_flags.major)
+                except StrategyError as exc:
+                    raise FailReply(f"{exc} (sensor {sensor.name})") from None
+                by_type[sensor.stype] = parsed
+            chosen.append(parsed)
+        for sensor, parsed in zip(sensors, chosen):
+            sampling.set(sensor, parsed)
+        return (names, strategy, *params)
+
+    async def _request_watchdog(self, ctx: RequestContext) -> None:
+        return None
+
+    async def _request_version_list(self, ctx: RequestContext) -> int:
+        ctx.inform("katcp-protocol", self.protocol)
+        ctx.inform("katcp-library", self.library_version, f"tornado-{tornado.version}")
+        ctx.inform("katcp-device", self.name, self.build)
+        return 3
+
+    async def _request_client_list(self, ctx: RequestContext) -> int:
+        for conn in self._connections:
+            ctx.inform(str(conn.address))
+        return len(self._connections)
+
+    async def _request_request_timeout_hint(self, ctx: RequestContext,
+                                            name: bytes | None = None) -> int:
+        if name is None:
+            hints = [(n, self._requests[n].timeout_hint) for n in sorted(self._requests)
+                     if self._requests[n].timeout_hint]
+        else:
+            info = self._requests.get(_decode(name))
+            if info is None:
+                raise FailReply(f"Unknown request {_decode(name)}.")
+            hints = [(info.name, info.timeout_hint)]
+        for request, hint in hints:
+            ctx.inform(request, hint if hint else 0)
+        return len(hints)

@@ -1,0 +1,72 @@
+"""Running a simulated device as a program: ``python -m katcp_inspect.testing`` and the
+function behind ``katcp-inspect sim``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from .device import SimulatedDevice
+
+DEFAULT_PORT = 7147
+
+
+async def serve_simulator(host: str = "127.0.0.1", port: int = DEFAULT_PORT, sensors: int = 40,
+                          rate: float = 1.0, protocol: str = "5.1", *,
+                          out: TextIO | None = None) -> None:
+    """Run a device with ``sensors`` demo sensors (some updated ``rate`` times a second; 0 for
+    none) until SIGINT, SIGTERM or ``?halt``; print the bound address once listening."""
+    device = SimulatedDevice.with_demo_sensors(sensors, rate=rate or None, protocol=protocol)
+    await device.start(host, port)
+    print(f"Simulated KATCP device listening on {device.host}:{device.port} "
+          f"(KATCP {device.protocol}, {len(device.sensors)} sensors, "
+          f"updates at {rate:g} Hz); Ctrl-C to stop", file=out or sys.stdout, flush=True)
+    loop = asyncio.get_running_loop()
+    handled = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, device.halt)
+            handled.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not on this platform, or not in the main thread: Ctrl-C still interrupts
+    try:
+        await device.join()
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+        await device.stop()
+
+
+def run_simulator(host: str = "127.0.0.1", port: int = DEFAULT_PORT, sensors: int = 40,
+                  rate: float = 1.0, protocol: str = "5.1") -> None:
+    """Run a simulated device until interrupted (see :func:`serve_simulator`); blocks."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_simulator(host, port, sensors, rate, protocol))
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Run a simulated KATCP device with demo sensors.")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help="port to listen on, 0 for any free one (default: %(default)s)")
+    parser.add_argument("--sensors", type=int, default=40,
+                        help="number of demo sensors (default: %(default)s)")
+    parser.add_argument("--rate", type=float, default=1.0,
+                        help="updates per second of the changing sensors, 0 for none "
+                             "(default: %(default)s)")
+    parser.add_argument("--protocol", choices=["5.1", "5.0", "4"], default="5.1",
+                        help="KATCP version to speak (default: %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser("python -m katcp_inspect.testing").parse_args(argv)
+    run_simulator(args.host, args.port, args.sensors, args.rate, args.protocol)
+    return 0
