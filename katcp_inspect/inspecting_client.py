@@ -147,6 +147,7 @@ class InspectingClientAsync:
             make_strategy(*auto_sampling) if auto_sampling is not None else None)
         self._applied: dict[str, Strategy] = {}
         self._state = DISCONNECTED
+        self._last_reported: State | None = None
         self._state_cb: StateCallback | None = None
         self._state_waiters: dict[asyncio.Future[None], Callable[[State], bool]] = {}
         self._running = False
@@ -307,9 +308,9 @@ class InspectingClientAsync:
     # ------------------------------------------------------------------ the state loop
 
     async def _report(self, state: State, model_changes: AttrDict | None = None) -> None:
-        if state == self._state and model_changes is None:
+        if state == self._last_reported and model_changes is None:
             return
-        self._state = state
+        self._last_reported = self._state = state
         self._logger.debug("%s: %s %s", self.bind_address_string, state, model_changes or "")
         for future, predicate in list(self._state_waiters.items()):
             if predicate(state) and not future.done():
