@@ -622,7 +622,11 @@ class InspectingClientAsync:
             return True
         if update is None:
             update = self._update_on_lookup
-        if not self._state.data_synced and self._running:
+        stopped = self._loop_task is not None and not self._running
+        if not self._state.data_synced and not stopped:
+            # The first sync lists everything; a name may well be in it (and code written for
+            # katcp-python looks names up before the client has synced). Bounded: no lookup
+            # waits forever.
             await self.until_data_synced(self.sync_timeout)
             if name in registry:
                 return True
