@@ -195,6 +195,7 @@ class DeviceClient:
         self._state = ConnectionState.CLOSED
         self._last_error: BaseException | None = NotConnectedError("client not started")
         self._want_running = False
+        self._failures_in_a_row = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: Connection | None = None
         self._connect_task: asyncio.Future[None] | None = None
@@ -352,7 +353,7 @@ class DeviceClient:
         if error is not None:
             self._last_error = error
         self._state = new
-        self.logger.debug("%s: %s -> %s (%s)", self.address, old.value, new.value, error)
+        self.logger.debug("%s: %s -> %s (%s)", self.address, old.value, new.value, str(error))
 
         # Release what the old state held and the new one does not.
         if old is S.CONNECTING and self._connect_task is not None:
@@ -416,8 +417,11 @@ class DeviceClient:
             assert self._last_error is not None
             self._count_connect_failure(self._last_error)
             if self._want_running:
-                self.logger.warning("Failed to connect to %s: %s", self.address,
-                                    self._last_error)
+                # A device that stays away must not fill the log: warn once per outage.
+                level = logging.DEBUG if self._failures_in_a_row else logging.WARNING
+                self.logger.log(level, "Failed to connect to %s: %s (retrying)", self.address,
+                                str(self._last_error))
+            self._failures_in_a_row += 1
             self.failed_connect_callbacks.run(self._last_error)
         if new is S.CLOSED:
             self._connected_flag.fail(ClientClosedError("client closed"))
@@ -540,7 +544,10 @@ class DeviceClient:
 
     def _negotiated(self, flags: ProtocolFlags) -> None:
         self.protocol_flags = flags
-        self.logger.info("Connected to %s (KATCP %s)", self.address, flags)
+        after = f" after {self._failures_in_a_row} failed attempts" \
+            if self._failures_in_a_row else ""
+        self.logger.info("Connected to %s (KATCP %s)%s", self.address, flags, after)
+        self._failures_in_a_row = 0
         self._set_state(ConnectionState.CONNECTED)
 
     def _greeting_timed_out(self) -> None:
@@ -805,6 +812,23 @@ class DeviceClient:
         code = reply.arguments[0] if reply.arguments else b""
         cls = RequestInvalidError if code == b"invalid" else RequestFailedError
         raise cls(reply, informs)
+
+    def future_request(self, msg: Message, timeout: float | None = None,
+                       use_mid: bool | None = None) -> asyncio.Future[Reply]:
+        """katcp-python's form: send a request :class:`Message`; the future never fails.
+
+        A timeout, a lost connection or "not connected" gives a synthesised ``fail`` reply
+        (always reply-typed, unlike katcp-python's: B7) carrying the reason.
+        """
+        return asyncio.ensure_future(self._future_request(msg, timeout, use_mid))
+
+    async def _future_request(self, msg: Message, timeout: float | None,
+                              use_mid: bool | None) -> Reply:
+        try:
+            return await self.request_raw(msg.name, *msg.arguments, timeout=timeout, mid=msg.mid,
+                                          use_mid=use_mid)
+        except (KatcpInspectError, ConnectionError, TimeoutError) as exc:
+            return Message(MessageType.REPLY, msg.name, (Message.FAIL, str(exc)), msg.mid), []
 
     def _allocate_mid(self, mid: MidLike) -> int:
         if mid is not None:

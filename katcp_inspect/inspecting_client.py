@@ -358,7 +358,7 @@ class InspectingClientAsync:
                         delay = backoff.delay
                         backoff.failed()
                         self._logger.warning("%s: sync failed (%s); retrying in %.2f s",
-                                             self.bind_address_string, exc, delay)
+                                             self.bind_address_string, str(exc), delay)
                         await self._sleep_until(lambda: False, delay)
                         continue
                     backoff.success()
@@ -678,16 +678,8 @@ class InspectingClientAsync:
         use_mid = kwargs.pop("use_mid", None)
         if kwargs:
             self._logger.warning("simple_request ignores unknown keywords %s", sorted(kwargs))
-        Message.request(request, mid=mid)  # a bad name or id raises here, as in katcp-python
-        return asyncio.ensure_future(self._simple_request(request, args, timeout, mid, use_mid))
-
-    async def _simple_request(self, request: str, args: tuple[Any, ...], timeout: Any,
-                              mid: Any, use_mid: bool | None) -> Reply:
-        try:
-            return await self.katcp_client.request_raw(request, *args, timeout=timeout,
-                                                       mid=mid, use_mid=use_mid)
-        except (KatcpInspectError, ConnectionError, TimeoutError) as exc:
-            return Message.reply(request, "fail", str(exc), mid=mid), []
+        message = Message.request(request, *args, mid=mid)  # a bad name raises at once
+        return self.katcp_client.future_request(message, timeout, use_mid)
 
     # ------------------------------------------------------------------ sensor updates
 
@@ -721,8 +713,8 @@ class InspectingClientAsync:
     def _bad_update(self, name: bytes, exc: BaseException) -> None:
         self.stats.bad_updates += 1
         text = name.decode("utf-8", "backslashreplace")
-        self._problems.log(("bad-update", name), "%s: bad update for sensor %s (%r); skipped",
-                           self.bind_address_string, text, exc)
+        self._problems.log(("bad-update", name), "%s: bad update for sensor %s (%s); skipped",
+                           self.bind_address_string, text, repr(exc))
 
     def _updater_for(self, raw_name: bytes) -> SensorUpdater | None:
         name = raw_name.decode("utf-8", "surrogateescape")
@@ -821,20 +813,16 @@ class InspectingClientAsync:
         reply = await self._sampling_request(name, strategy)
         if reply[0].reply_ok():
             self._applied[name] = strategy
-        else:
+        elif self.katcp_client.is_connected:
             self.stats.strategy_failures += 1
             self._problems.log(("strategy", name), "%s refused strategy %s for %s: %s",
                                self.bind_address_string, format_strategy(strategy), name,
                                reply[0])
         return reply
 
-    async def _sampling_request(self, names: str, strategy: Strategy) -> Reply:
-        try:
-            return await self.katcp_client.request_raw("sensor-sampling", names, *strategy,
-                                                       timeout=self.sync_timeout)
-        except (KatcpInspectError, ConnectionError, TimeoutError) as exc:
-            return Message.reply("sensor-sampling", "fail", str(exc)), []
-
+    def _sampling_request(self, names: str, strategy: Strategy) -> asyncio.Future[Reply]:
+        return self.katcp_client.future_request(
+            Message.request("sensor-sampling", names, *strategy), self.sync_timeout)
 
 __all__ = [
     "ExponentialRandomBackoff",

@@ -8,10 +8,10 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import aiokatcp
-from tornado.iostream import IOStream
+from tornado.iostream import IOStream, StreamClosedError
 from tornado.netutil import bind_sockets
 from tornado.tcpserver import TCPServer
 
@@ -150,3 +150,81 @@ async def wait_until(predicate: Any, timeout: float = 2.0, what: Optional[str] =
             raise AssertionError(f"timed out waiting for {what or predicate}")
         await asyncio.sleep(0.001)
 
+
+
+Responder = Callable[[Message], list[bytes]]
+
+
+class ScriptedDevice(ScriptedServer):
+    """A scripted peer that answers requests: ``responses[name](request)`` gives the lines to
+    send back (informs and reply, without the mid: it is added). Unscripted requests get
+    ``!name ok``. Tests change ``responses`` and ``greeting`` between connections to play a
+    device that is broken, slow or different after a restart."""
+
+    def __init__(self, greeting: bytes = GREETING_V5,
+                 responses: Optional[dict[str, Responder]] = None) -> None:
+        super().__init__(greeting)
+        self.responses: dict[str, Responder] = dict(responses or {})
+        self.received: list[Message] = []
+        self._readers: list["asyncio.Future[None]"] = []
+
+    async def handle_stream(self, stream: IOStream, address: Any) -> None:
+        await super().handle_stream(stream, address)
+        self._readers.append(asyncio.ensure_future(self._answer(self.all[-1])))
+
+    async def _answer(self, peer: PeerConnection) -> None:
+        try:
+            while True:
+                line = await peer.stream.read_until_regex(b"[\r\n]")
+                request = Message.parse(line)
+                self.received.append(request)
+                respond = self.responses.get(request.name)
+                lines = respond(request) if respond else [b"!" + request.name.encode() + b" ok"]
+                mid = b"" if request.mid is None else b"[%d]" % request.mid
+                for out in lines:
+                    name_end = out.find(b" ") if b" " in out else len(out)
+                    peer.send(out[:name_end] + mid + out[name_end:] + b"\n")
+        except StreamClosedError:
+            pass
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        for reader in self._readers:
+            reader.cancel()
+
+
+def sensor_list(*entries: bytes) -> Responder:
+    """A ``?sensor-list`` responder for the given ``#sensor-list`` argument strings, which
+    honours a name argument the way devices do (unknown name: fail)."""
+
+    def respond(request: Message) -> list[bytes]:
+        chosen = [e for e in entries if not request.arguments
+                  or e.split(b" ", 1)[0] == request.arguments[0]]
+        if request.arguments and not chosen:
+            return [b"!sensor-list fail Unknown\\_sensor"]
+        return [b"#sensor-list " + e for e in chosen] + [b"!sensor-list ok %d" % len(chosen)]
+
+    return respond
+
+
+def help_list(*entries: bytes) -> Responder:
+    def respond(request: Message) -> list[bytes]:
+        chosen = [e for e in entries if not request.arguments
+                  or e.split(b" ", 1)[0] == request.arguments[0]]
+        if request.arguments and not chosen:
+            return [b"!help fail Unknown\\_request"]
+        return [b"#help " + e for e in chosen] + [b"!help ok %d" % len(chosen)]
+
+    return respond
+
+
+@contextlib.asynccontextmanager
+async def scripted_device(greeting: bytes = GREETING_V5,
+                          responses: Optional[dict[str, Responder]] = None
+                          ) -> AsyncIterator[ScriptedDevice]:
+    device = ScriptedDevice(greeting, responses)
+    device.listen_now()
+    try:
+        yield device
+    finally:
+        device.shutdown()
