@@ -100,6 +100,16 @@ def _answer_to(found: dict[str, T], asked: str | None) -> dict[str, T]:
     return {name: info for name, info in found.items() if name == asked}
 
 
+def _now(make: Callable[[str], Any], name: str) -> asyncio.Future[Any]:
+    """A future already holding ``make(name)`` (or what it raised)."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    try:
+        future.set_result(make(name))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
 StateCallback = Callable[[State, Optional[AttrDict]], Any]
 SensorUpdater = Callable[[float, bytes, bytes], None]
 
@@ -167,6 +177,8 @@ class InspectingClientAsync:
         client.hook_inform("device-changed", self._on_interface_changed)
         client.add_connected_callback(self._on_connected)
         client.add_disconnected_callback(self._on_disconnected)
+        # Without auto-reconnect a failed attempt closes the client, which ends the loop.
+        client.add_failed_connect_callback(lambda error: self._poke())
 
     def inform_hook_client_factory(self, host: str, port: int, *args: Any,
                                    **kwargs: Any) -> DeviceClient:
@@ -331,7 +343,7 @@ class InspectingClientAsync:
                                                                self.max_resync_timeout)
         synced_epoch = -1
         try:
-            while self._running:
+            while self._running and self.katcp_client.running:
                 if not self.is_connected():
                     await self._report(DISCONNECTED)
                     await self._sleep_until(self.is_connected)
@@ -385,8 +397,8 @@ class InspectingClientAsync:
         connected = self.katcp_client.is_connected
         loop = asyncio.get_running_loop()
         deadline = None if delay is None else loop.time() + delay
-        while (self._running and not condition() and epoch == self._epoch
-               and connected == self.katcp_client.is_connected):
+        while (self._running and self.katcp_client.running and not condition()
+               and epoch == self._epoch and connected == self.katcp_client.is_connected):
             self._wake.clear()
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
@@ -649,18 +661,13 @@ class InspectingClientAsync:
         """The cached sensor object for ``name`` (at once if known), or None if the device
         does not know it."""
         if name in self._model.sensors:
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[Any] = loop.create_future()
-            future.set_result(self._sensor_object(name))
-            return future
+            return _now(self._sensor_object, name)
         return asyncio.ensure_future(self._get(name, update, sensors=True))
 
     def future_get_request(self, name: str, update: bool | None = None
                            ) -> asyncio.Future[Any]:
         if name in self._model.requests:
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            future.set_result(self._request_object(name))
-            return future
+            return _now(self._request_object, name)
         return asyncio.ensure_future(self._get(name, update, sensors=False))
 
     async def _get(self, name: str, update: bool | None, sensors: bool) -> Any:

@@ -211,3 +211,34 @@ async def test_many_concurrent_waiters_all_wake(io_loop: Any) -> None:
         results = await asyncio.wait_for(asyncio.gather(*waiters), 5)
         assert all(r is not None for r in results[20:])
         await client.stop()
+
+
+async def test_v4_device_timestamps_are_milliseconds(io_loop: Any) -> None:
+    from .support import scripted_device, sensor_list
+
+    async with scripted_device(b"#version d-4\n#build-state d-4.0\n",
+                               {"sensor-list": sensor_list(b"t T s timestamp",
+                                                           b"n N \\@ integer 0 9")}) as device:
+        client = make_client(device.port)
+        await client.connect()
+        await client.until_synced(timeout=5)
+        n = await client.future_get_sensor("n")
+        t = await client.future_get_sensor("t")
+        device.all[-1].send(b"#sensor-status 1500000000250 1 n nominal 4\n"
+                            b"#sensor-status 1500000000000 1 t nominal 1500000001500\n")
+        await wait_until(lambda: t.value() != 0.0)
+        assert n.read() == (1500000000.25, SensorStatus.NOMINAL, 4)
+        assert t.value() == 1500000001.5
+        await client.stop()
+
+
+async def test_without_auto_reconnect_the_loop_ends_with_the_connection(io_loop: Any) -> None:
+    async with third_party_device() as server:
+        client = make_client(port_of(server), auto_reconnect=False)
+        recorder = Recorder()
+        client.set_state_callback(recorder)
+        await client.connect()
+        await client.until_synced(timeout=5)
+    await client.until_stopped(timeout=5)
+    assert recorder.states[-1] == DISCONNECTED
+    assert not client.katcp_client.running
