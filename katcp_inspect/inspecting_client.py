@@ -415,7 +415,10 @@ class InspectingClientAsync:
 
     def _on_connected(self) -> None:
         flags = self.katcp_client.protocol_flags
-        self._timestamp_scale = flags.timestamp_scale if flags is not None else 1.0
+        scale = flags.timestamp_scale if flags is not None else 1.0
+        if scale != self._timestamp_scale:  # another protocol version: decode anew
+            self._timestamp_scale = scale
+            self._updaters.clear()
         self._epoch += 1
         self._applied = {}
         self._unknown_asked = set()
@@ -607,15 +610,22 @@ class InspectingClientAsync:
                                      units=info.units, params=params)
         if isinstance(sensor, Sensor):
             sensor._strategy_setter = self
-            updater: SensorUpdater = sensor.update_from_wire
-        else:
-            decode = kattypes.value_decoder(stype)
-
-            def updater(timestamp: float, raw_status: bytes, raw_value: bytes) -> None:
-                sensor.set(timestamp, STATUS_FROM_WIRE[raw_status], decode(raw_value))
         self._sensor_objects[name] = sensor
-        self._updaters[name.encode("utf-8", "surrogateescape")] = updater
         return sensor
+
+    def _make_updater(self, name: str, sensor: Any) -> SensorUpdater:
+        """How wire readings reach ``sensor``: straight into our own :class:`Sensor`, or
+        decoded here for objects from other factories, and for timestamp-typed values from a
+        KATCP v4 device (milliseconds)."""
+        stype = kattypes.type_from_name(self._model.sensors[name].type_name)[0]
+        major = 5 if self._timestamp_scale == 1.0 else 4
+        if isinstance(sensor, Sensor) and (stype != kattypes.SensorType.TIMESTAMP or major >= 5):
+            return sensor.update_from_wire
+        decode = kattypes.value_decoder(stype, major=major)
+
+        def updater(timestamp: float, raw_status: bytes, raw_value: bytes) -> None:
+            sensor.set(timestamp, STATUS_FROM_WIRE[raw_status], decode(raw_value))
+        return updater
 
     def _request_object(self, name: str) -> Any:
         request = self._request_objects.get(name)
@@ -726,8 +736,8 @@ class InspectingClientAsync:
     def _updater_for(self, raw_name: bytes) -> SensorUpdater | None:
         name = raw_name.decode("utf-8", "surrogateescape")
         if name in self._model.sensors:
-            self._sensor_object(name)
-            return self._updaters[raw_name]
+            updater = self._updaters[raw_name] = self._make_updater(name, self._sensor_object(name))
+            return updater
         self.stats.unknown_sensor_updates += 1
         self._problems.log(("unknown", raw_name), "%s: update for unknown sensor %s",
                            self.bind_address_string, name)
@@ -753,7 +763,9 @@ class InspectingClientAsync:
             self._logger.error("Received update for %s, but could not create a sensor object",
                                name)
             return
-        updater = self._updaters[name.encode("utf-8", "surrogateescape")]
+        raw_name = name.encode("utf-8", "surrogateescape")
+        updater = self._updaters.get(raw_name) or self._updater_for(raw_name)
+        assert updater is not None
         ts = float(timestamp) * (self._timestamp_scale if isinstance(timestamp, bytes) else 1)
         try:
             updater(ts, status if isinstance(status, bytes) else

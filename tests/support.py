@@ -166,7 +166,7 @@ class ScriptedDevice(ScriptedServer):
         super().__init__(greeting)
         self.responses: dict[str, Responder] = dict(responses or {})
         self.received: list[Message] = []
-        self._readers: list["asyncio.Future[None]"] = []
+        self._readers: list[asyncio.Future[None]] = []
 
     async def handle_stream(self, stream: IOStream, address: Any) -> None:
         await super().handle_stream(stream, address)

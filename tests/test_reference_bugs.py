@@ -176,7 +176,8 @@ async def test_b10_stop_while_unreachable_ends_and_frees(io_loop: Any) -> None:
         device.stop_listening()
         client = make_client(device.port)
         await client.connect()
-        await wait_until(lambda: client.katcp_client.stats.connect_failures >= 1)
+        stats = client.katcp_client.stats
+        await wait_until(lambda: stats.connect_failures >= 1)
         ref = weakref.ref(client)
         await client.stop()
         await client.until_stopped(timeout=2)
