@@ -242,3 +242,20 @@ async def test_without_auto_reconnect_the_loop_ends_with_the_connection(io_loop:
     await client.until_stopped(timeout=5)
     assert recorder.states[-1] == DISCONNECTED
     assert not client.katcp_client.running
+
+
+async def test_ten_thousand_sensors_sync_sampled_with_values(io_loop: Any) -> None:
+    """Correctness at scale only; timings belong to the benchmarks."""
+    async with third_party_device() as server:
+        for i in range(10_000):
+            server.sensors.add(aiokatcp.Sensor(float, f"bulk.{i:05d}", "bulk", "V",
+                                               default=i / 2,
+                                               initial_status=aiokatcp.Sensor.Status.WARN))
+        client = make_client(port_of(server), auto_sampling="auto")
+        await client.connect()
+        await client.until_synced(timeout=60)
+        assert len(client.sensors) == 10_002
+        sensors = [await client.future_get_sensor(f"bulk.{i:05d}") for i in range(10_000)]
+        assert [s.read()[1:] for s in sensors] == [
+            (SensorStatus.WARN, i / 2) for i in range(10_000)]
+        await client.stop()
