@@ -24,7 +24,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import katcp_codec
 from tornado.iostream import IOStream, StreamClosedError
@@ -710,34 +710,20 @@ class DeviceClient:
     def hook_inform(self, name: str, hook: InformHook) -> None:
         """Call ``hook(message)`` for every ``#name`` inform, including informs that are part of
         a reply. Adding the same hook twice has no effect."""
-        hooks = self._inform_hooks.setdefault(name.encode("ascii"), [])
-        if hook not in hooks:
-            hooks.append(hook)
+        _add_hook(self._inform_hooks, name, hook)
 
     def unhook_inform(self, name: str, hook: InformHook) -> None:
-        key = name.encode("ascii")
-        hooks = self._inform_hooks.get(key, [])
-        if hook in hooks:
-            hooks.remove(hook)
-        if not hooks:
-            self._inform_hooks.pop(key, None)
+        _remove_hook(self._inform_hooks, name, hook)
 
     def hook_inform_arguments(self, name: str, hook: ArgumentsHook) -> None:
         """Call ``hook(arguments)`` with the raw argument list of every ``#name`` inform.
 
         The fast path: no :class:`Message` is built for an inform that only such hooks want.
         """
-        hooks = self._argument_hooks.setdefault(name.encode("ascii"), [])
-        if hook not in hooks:
-            hooks.append(hook)
+        _add_hook(self._argument_hooks, name, hook)
 
     def unhook_inform_arguments(self, name: str, hook: ArgumentsHook) -> None:
-        key = name.encode("ascii")
-        hooks = self._argument_hooks.get(key, [])
-        if hook in hooks:
-            hooks.remove(hook)
-        if not hooks:
-            self._argument_hooks.pop(key, None)
+        _remove_hook(self._argument_hooks, name, hook)
 
     def hook_unhandled_inform(self, hook: InformHook) -> None:
         """Call ``hook(message)`` for informs that nothing else took (no hook, no request)."""
@@ -912,6 +898,24 @@ class DeviceClient:
                 f"{self.address} did not answer ?watchdog within {self.watchdog_timeout:g} s"))
         elif self.is_connected and self._watchdog_handle is None:
             self._schedule_watchdog()
+
+
+H = TypeVar("H")
+
+
+def _add_hook(table: dict[bytes, list[H]], name: str, hook: H) -> None:
+    hooks = table.setdefault(name.encode("ascii"), [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+def _remove_hook(table: dict[bytes, list[H]], name: str, hook: H) -> None:
+    key = name.encode("ascii")
+    hooks = table.get(key, [])
+    if hook in hooks:
+        hooks.remove(hook)
+    if not hooks:
+        table.pop(key, None)
 
 
 def _connect_error(stream: IOStream, exc: BaseException) -> BaseException:

@@ -193,29 +193,28 @@ class ScriptedDevice(ScriptedServer):
             reader.cancel()
 
 
-def sensor_list(*entries: bytes) -> Responder:
-    """A ``?sensor-list`` responder for the given ``#sensor-list`` argument strings, which
-    honours a name argument the way devices do (unknown name: fail)."""
+def listing(name: str, *entries: bytes) -> Responder:
+    """A responder for a listing request (``?help``, ``?sensor-list``): one ``#name entry``
+    inform per entry, then ``!name ok N``; with a name argument only that entry, or ``fail``
+    when it is unknown, as devices do."""
+    wire = name.encode()
 
     def respond(request: Message) -> list[bytes]:
         chosen = [e for e in entries if not request.arguments
                   or e.split(b" ", 1)[0] == request.arguments[0]]
         if request.arguments and not chosen:
-            return [b"!sensor-list fail Unknown\\_sensor"]
-        return [b"#sensor-list " + e for e in chosen] + [b"!sensor-list ok %d" % len(chosen)]
+            return [b"!" + wire + b" fail Unknown\\_name"]
+        return [b"#" + wire + b" " + e for e in chosen] + [b"!" + wire + b" ok %d" % len(chosen)]
 
     return respond
+
+
+def sensor_list(*entries: bytes) -> Responder:
+    return listing("sensor-list", *entries)
 
 
 def help_list(*entries: bytes) -> Responder:
-    def respond(request: Message) -> list[bytes]:
-        chosen = [e for e in entries if not request.arguments
-                  or e.split(b" ", 1)[0] == request.arguments[0]]
-        if request.arguments and not chosen:
-            return [b"!help fail Unknown\\_request"]
-        return [b"#help " + e for e in chosen] + [b"!help ok %d" % len(chosen)]
-
-    return respond
+    return listing("help", *entries)
 
 
 @contextlib.asynccontextmanager
