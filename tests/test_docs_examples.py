@@ -1,0 +1,56 @@
+"""The documentation's examples are programs: run each and check what it prints."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"docs_example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_quickstart(io_loop: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    await load("quickstart").main()
+    out = capsys.readouterr().out
+    assert "KATCP 5.1-BIMT" in out
+    assert "?sensor-sampling" in out
+    assert "cpu.temperature" in out
+
+
+async def test_tutorial_basics(io_loop: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    await load("tutorial_basics").main()
+    out = capsys.readouterr().out
+    assert "cpu.temperature = 42.5 degC (nominal)" in out
+    assert "Unknown names give None: None" in out
+    assert "#sensor-value" in out and "device.mode" in out
+
+
+async def test_tutorial_watch(io_loop: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    await load("tutorial_watch").main()
+    out = capsys.readouterr().out
+    assert "The device restarts..." in out
+    assert "(the cached reading is now unreachable)" in out
+    after_restart = out.split("The device restarts...")[1]
+    assert "state [connected synced !model_changed data_synced]" in after_restart
+    assert after_restart.count("device.uptime:") >= 4  # unreachable mark + 3 live updates
+
+
+def test_tutorial_coroutine(io_loop: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    io_loop.run_sync(load("tutorial_coroutine").main, timeout=30)
+    out = capsys.readouterr().out
+    assert "Request: watchdog -" in out
+    assert "Sensor: device.mode discrete ['idle', 'observing', 'maintenance']" in out
+    assert "?watchdog -> !watchdog" in out and " ok" in out
