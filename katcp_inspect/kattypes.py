@@ -133,7 +133,8 @@ def default_value(stype: SensorType, params: Sequence[Any] = ()) -> Any:
     if stype in (SensorType.INTEGER, SensorType.FLOAT):
         zero = 0 if stype == SensorType.INTEGER else 0.0
         if len(params) >= 2 and not params[0] <= zero <= params[1]:
-            return params[0] if stype == SensorType.INTEGER else float(params[0])
+            # A float-formatted integer range (B16) must still give an integer default.
+            return int(params[0]) if stype == SensorType.INTEGER else float(params[0])
         return zero
     if stype == SensorType.DISCRETE:
         return params[0] if params else "unknown"

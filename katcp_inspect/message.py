@@ -220,7 +220,7 @@ class MessageParser:
     def __init__(self, max_line_length: int) -> None:
         self._parser = katcp_codec.Parser(max_line_length)
 
-    def feed(self, data: bytes) -> list[Message | KatcpSyntaxError]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Message | KatcpSyntaxError]:
         out: list[Message | KatcpSyntaxError] = []
         for item in self._parser.append(data):
             if isinstance(item, ValueError):

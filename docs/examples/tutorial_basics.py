@@ -22,7 +22,7 @@ async def main(host: str = "127.0.0.1", port: Optional[int] = None) -> None:
         print(f"Synced: {len(client.requests)} requests, {len(client.sensors)} sensors")
 
         temperature = await client.future_get_sensor("cpu.temperature")
-        timestamp, status, value = temperature.read()
+        _, status, value = temperature.read()
         print(f"{temperature.name} = {value} {temperature.units} ({status.name.lower()})")
 
         print("Unknown names give None:", await client.future_get_sensor("no.such.sensor"))

@@ -20,7 +20,7 @@ def inspect_device(host, port):  # type: ignore[no-untyped-def]
     print("Request:", request.name, "-", request.description)
     sensor = yield client.future_get_sensor("device.mode")
     print("Sensor:", sensor.name, sensor.type, sensor.params)
-    reply, informs = yield client.simple_request("watchdog")
+    reply, _ = yield client.simple_request("watchdog")
     print("?watchdog ->", reply)
     client.stop()
     yield client.until_stopped()

@@ -8,6 +8,7 @@ See :class:`SimulatedDevice`; the pytest plugin is :mod:`katcp_inspect.testing.p
 
 from .device import (
     GARBAGE_LINE,
+    INTERFACE_CHANGED_STYLES,
     LOG_LEVELS,
     ClientConnection,
     FailReply,
@@ -30,6 +31,7 @@ from .sensors import (
 __all__ = [
     "DEMO_CHANGING",
     "GARBAGE_LINE",
+    "INTERFACE_CHANGED_STYLES",
     "LOG_LEVELS",
     "ClientConnection",
     "FailReply",

@@ -317,7 +317,7 @@ class ClientConnection:
         except InvalidReply as exc:
             reply = [b"invalid", str(exc)]
         except Exception as exc:
-            logger.debug("Handler of ?%s raised", request.name, exc_info=True)
+            logger.info("Handler of ?%s raised; replying fail", request.name, exc_info=True)
             reply = [b"fail", str(exc) or type(exc).__name__]
         self.send(Message(MessageType.REPLY, request.name, reply, mid))
         for callback in ctx._after_reply:
@@ -721,7 +721,9 @@ class SimulatedDevice:
 
     def request(self, name: str, *, help: str | None = None,
                 timeout_hint: float | None = None) -> Callable[[H], H]:
-        """Decorator form of :meth:`add_request`::
+        """Decorator form of :meth:`add_request`.
+
+        For example::
 
             @device.request("add", help="Add two integers.", timeout_hint=2.0)
             async def add(ctx, a: bytes, b: bytes) -> int:
