@@ -362,15 +362,19 @@ class InspectingClientAsync:
                 if work:
                     try:
                         await self._inspect(work)
-                    except (SyncError, KatcpInspectError, ConnectionError, TimeoutError) as exc:
+                    except Exception as exc:
                         self._work.merge(work)
                         if not self.is_connected() or not self._running:
                             continue
                         self.stats.failed_syncs += 1
                         delay = backoff.delay
                         backoff.failed()
+                        expected = isinstance(exc, (KatcpInspectError, ConnectionError,
+                                                    TimeoutError))
+                        # A bug (ours, or a user's factory) must not end the loop either.
                         self._logger.warning("%s: sync failed (%s); retrying in %.2f s",
-                                             self.bind_address_string, str(exc), delay)
+                                             self.bind_address_string, str(exc), delay,
+                                             exc_info=not expected)
                         await self._sleep_until(lambda: False, delay)
                         continue
                     backoff.success()
@@ -736,7 +740,14 @@ class InspectingClientAsync:
     def _updater_for(self, raw_name: bytes) -> SensorUpdater | None:
         name = raw_name.decode("utf-8", "surrogateescape")
         if name in self._model.sensors:
-            updater = self._updaters[raw_name] = self._make_updater(name, self._sensor_object(name))
+            try:
+                sensor = self._sensor_object(name)
+            except Exception:
+                self.stats.callback_errors += 1
+                self._problems.log(("factory", name), "%s: sensor_factory failed for %s",
+                                   self.bind_address_string, name, exc_info=True)
+                return None
+            updater = self._updaters[raw_name] = self._make_updater(name, sensor)
             return updater
         self.stats.unknown_sensor_updates += 1
         self._problems.log(("unknown", raw_name), "%s: update for unknown sensor %s",

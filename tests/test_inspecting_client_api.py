@@ -145,3 +145,25 @@ async def test_simple_request_keywords(io_loop: Any, device: SimulatedDevice) ->
     reply, _ = await client.simple_request("watchdog", timeout=0.05)
     assert reply.arguments[0] == b"fail" and b"timed out" in reply.arguments[1]
     await client.stop()
+
+
+async def test_a_raising_sensor_factory_does_not_end_the_loop(io_loop: Any,
+                                                              device: SimulatedDevice) -> None:
+    calls: list[str] = []
+
+    def flaky_factory(**kwargs: Any) -> Any:
+        calls.append(kwargs["name"])
+        if kwargs["name"] == "device.mode" and calls.count("device.mode") == 1:
+            raise RuntimeError("user bug")
+        from katcp_inspect import Sensor
+        return Sensor(kwargs.pop("sensor_type"), **kwargs)
+
+    client = make_client(device.port, auto_sampling="event")
+    client.sensor_factory = flaky_factory
+    await client.connect()
+    await client.until_synced(timeout=10)  # the first update for device.mode was lost...
+    assert client.stats.callback_errors == 1
+    mode = await client.future_get_sensor("device.mode")
+    device.set_value("device.mode", "observing")
+    await wait_until(lambda: mode.value() == "observing")  # ...but not the sensor
+    await client.stop()
