@@ -15,6 +15,7 @@ from .errors import (
     RequestFailedError,
     RequestInvalidError,
     RequestTimeoutError,
+    WaitTimeoutError,
 )
 from .inspecting_client import (
     InspectingClientAsync,
@@ -63,4 +64,5 @@ __all__ = [
     "SensorStatus",
     "SensorType",
     "SyncError",
+    "WaitTimeoutError",
 ]

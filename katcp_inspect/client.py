@@ -26,12 +26,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import katcp_codec
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.netutil import Resolver
 
+from . import codec
 from .backoff import ExponentialRandomBackoff
-from .connection import Connection, Keepalive, ParsedItem, is_line_too_long
+from .codec import ParsedItem
+from .connection import Connection, Keepalive, is_line_too_long
 from .errors import (
     ClientClosedError,
     ConnectionLostError,
@@ -47,9 +48,8 @@ from .protocol import KATCP_V4, ProtocolFlags
 from .stats import ClientStats, OnceLogger
 from .waiting import Flag, with_timeout
 
-_REQUEST = katcp_codec.MessageType.REQUEST
-_REPLY = katcp_codec.MessageType.REPLY
-_INFORM = katcp_codec.MessageType.INFORM
+_REPLY = codec.REPLY
+_INFORM = codec.INFORM
 
 Reply = tuple[Message, list[Message]]
 InformHook = Callable[[Message], Any]
@@ -198,6 +198,8 @@ class DeviceClient:
         self._failures_in_a_row = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: Connection | None = None
+        #: The connection whose messages are being handled (none while disconnecting).
+        self._receiving: Connection | None = None
         self._connect_task: asyncio.Future[None] | None = None
         self._sleep_handle: asyncio.TimerHandle | None = None
         self._greeting_handle: asyncio.TimerHandle | None = None
@@ -215,6 +217,7 @@ class DeviceClient:
         self._inform_hooks: dict[bytes, list[InformHook]] = {}
         self._argument_hooks: dict[bytes, list[ArgumentsHook]] = {}
         self._unhandled_hooks: list[InformHook] = []
+        self._fast_informs: dict[bytes, list[ArgumentsHook]] = {}
         self._builtin_informs: dict[bytes, Callable[[Message], None]] = {
             b"version-connect": self._inform_version_connect,
             b"version": self._inform_v4_greeting,
@@ -376,6 +379,7 @@ class DeviceClient:
             self._fail_pending(self._loss_error())
         if new in (S.CONNECTING, S.SLEEPING, S.CLOSED):
             self._connection = None
+        self._receiving = self._connection if new in (S.NEGOTIATING, S.CONNECTED) else None
         if new is not S.CLOSED:
             self._closed_flag.clear()
 
@@ -570,16 +574,29 @@ class DeviceClient:
     # ------------------------------------------------------------------ receiving
 
     def _on_items(self, items: list[ParsedItem]) -> None:
-        connection = self._connection
+        # The hot path: a flood of #sensor-status goes through the first branch only.
+        connection = self._receiving
+        fast = self._fast_informs
+        by_name = self._by_name
         for item in items:
-            if connection is not self._connection or self._state is ConnectionState.DISCONNECTING:
+            if self._receiving is not connection or connection is None:
                 return  # a message before this one ended the connection
             if isinstance(item, ValueError):
                 self._bad_line(item)
                 continue
             mtype = item.mtype
             if mtype is _INFORM:
-                self._handle_inform(item)
+                name = item.name
+                hooks = fast.get(name)
+                if hooks is not None and item.mid is None and name not in by_name:
+                    arguments = item.arguments
+                    for hook in hooks:
+                        try:
+                            hook(arguments)
+                        except Exception:
+                            self._hook_failed(hook, name)
+                else:
+                    self._handle_inform(item)
             elif mtype is _REPLY:
                 self._handle_reply(item)
             else:
@@ -598,7 +615,7 @@ class DeviceClient:
         self._problems.log("bad-line", "%s sent a malformed line (%s); skipped", self.address,
                            error)
 
-    def _handle_inform(self, raw: katcp_codec.Message) -> None:
+    def _handle_inform(self, raw: Any) -> None:
         name = raw.name
         handled = False
         message: Message | None = None
@@ -649,7 +666,7 @@ class DeviceClient:
         self.stats.callback_errors += 1
         self.logger.exception("Inform hook %r for #%s raised", hook, name.decode("ascii"))
 
-    def _handle_reply(self, raw: katcp_codec.Message) -> None:
+    def _handle_reply(self, raw: Any) -> None:
         mid = raw.mid
         pending: _Pending | None
         if mid is not None:
@@ -711,9 +728,11 @@ class DeviceClient:
         """Call ``hook(message)`` for every ``#name`` inform, including informs that are part of
         a reply. Adding the same hook twice has no effect."""
         _add_hook(self._inform_hooks, name, hook)
+        self._update_fast_informs()
 
     def unhook_inform(self, name: str, hook: InformHook) -> None:
         _remove_hook(self._inform_hooks, name, hook)
+        self._update_fast_informs()
 
     def hook_inform_arguments(self, name: str, hook: ArgumentsHook) -> None:
         """Call ``hook(arguments)`` with the raw argument list of every ``#name`` inform.
@@ -721,9 +740,17 @@ class DeviceClient:
         The fast path: no :class:`Message` is built for an inform that only such hooks want.
         """
         _add_hook(self._argument_hooks, name, hook)
+        self._update_fast_informs()
 
     def unhook_inform_arguments(self, name: str, hook: ArgumentsHook) -> None:
         _remove_hook(self._argument_hooks, name, hook)
+        self._update_fast_informs()
+
+    def _update_fast_informs(self) -> None:
+        """Informs that only argument hooks want skip building a :class:`Message`."""
+        self._fast_informs = {
+            name: hooks for name, hooks in self._argument_hooks.items()
+            if name not in self._inform_hooks and name not in self._builtin_informs}
 
     def hook_unhandled_inform(self, hook: InformHook) -> None:
         """Call ``hook(message)`` for informs that nothing else took (no hook, no request)."""

@@ -1,7 +1,7 @@
 """One TCP stream to a device: chunked reads into katcp-codec's parser, batched writes.
 
 The connection knows bytes and lines, not the protocol: it hands every parsed item (a
-``katcp_codec.Message`` or a ``ValueError`` for a malformed line) to its owner, one list per chunk
+message from katcp-codec or a ``ValueError`` for a malformed line) to its owner, one list per chunk
 read, and tells the owner once, at the very end, that the stream is gone and why.
 """
 
@@ -11,17 +11,15 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import Union
 
 import attrs
-import katcp_codec
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
+from . import codec
+from .codec import ParsedItem
 from .errors import ConnectionLostError, LineTooLongError
 
 logger = logging.getLogger("katcp_inspect.connection")
-
-ParsedItem = Union[katcp_codec.Message, ValueError]
 
 #: Bytes asked for per read: large enough that a flood of short lines costs one wake-up per
 #: thousand lines, small enough to keep latency low.
@@ -68,7 +66,7 @@ class Connection:
         self.max_line_length = max_line_length
         self._on_items = on_items
         self._on_closed = on_closed
-        self._parser = katcp_codec.Parser(max_line_length)
+        self._parser = codec.Parser(max_line_length)
         self._pending_writes: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._close_reason: BaseException | None = None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
+
+import tornado.util
 
 if TYPE_CHECKING:
     from .message import Message
@@ -36,13 +39,22 @@ class LineTooLongError(KatcpInspectError, ConnectionError):
     """The device sent a line longer than the configured maximum; the connection is reset."""
 
 
-class RequestTimeoutError(KatcpInspectError, TimeoutError):
-    """No reply arrived in time.
+# Before Python 3.11, asyncio's TimeoutError (which tornado.gen.TimeoutError names) is not
+# the built-in one; a timeout must be catchable as either.
+_TIMEOUT_BASES: tuple[type[Exception], ...] = tuple(dict.fromkeys(
+    (TimeoutError, asyncio.TimeoutError, tornado.util.TimeoutError)))
 
-    ``TimeoutError`` is the built-in that ``tornado.gen.TimeoutError`` and
-    ``asyncio.TimeoutError`` both name on Tornado 6 / Python 3.11, so either ``except``
-    clause catches this.
+
+class WaitTimeoutError(KatcpInspectError, *_TIMEOUT_BASES):  # type: ignore[misc]
+    """Something awaited with a timeout did not happen in time.
+
+    Both ``except TimeoutError`` and ``except tornado.gen.TimeoutError`` catch it, on every
+    supported Python.
     """
+
+
+class RequestTimeoutError(WaitTimeoutError):
+    """No reply arrived in time."""
 
 
 class RequestError(KatcpInspectError):

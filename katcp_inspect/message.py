@@ -13,8 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, ClassVar, Union
 
-import katcp_codec
-
+from . import codec
 from .errors import KatcpSyntaxError
 
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*\Z")
@@ -34,12 +33,7 @@ class MessageType(enum.IntEnum):
 
 
 _SYMBOLS = {MessageType.REQUEST: "?", MessageType.REPLY: "!", MessageType.INFORM: "#"}
-_TO_CODEC = {
-    MessageType.REQUEST: katcp_codec.MessageType.REQUEST,
-    MessageType.REPLY: katcp_codec.MessageType.REPLY,
-    MessageType.INFORM: katcp_codec.MessageType.INFORM,
-}
-FROM_CODEC = {v: k for k, v in _TO_CODEC.items()}
+_BY_INDEX = tuple(MessageType)
 
 ArgumentLike = Union[bytes, str, int, float, bool, Any]
 MidLike = Union[int, str, bytes, None]
@@ -141,10 +135,10 @@ class Message:
         return cls(MessageType.INFORM, request.name, args, request.mid)
 
     @classmethod
-    def from_codec(cls, raw: katcp_codec.Message) -> Message:
-        """Adopt a message that katcp-codec has already validated, without re-checking it."""
+    def from_codec(cls, raw: Any) -> Message:
+        """Adopt a message that katcp-codec has already parsed, without re-checking it."""
         msg = cls.__new__(cls)
-        msg.mtype = FROM_CODEC[raw.mtype]
+        msg.mtype = _BY_INDEX[codec.type_index(raw.mtype)]
         msg.name = raw.name.decode("ascii")
         msg.arguments = raw.arguments
         msg.mid = raw.mid
@@ -159,7 +153,7 @@ class Message:
         """
         if not line.endswith((b"\n", b"\r")):
             line += b"\n"
-        items = katcp_codec.Parser(len(line) + 1).append(line)
+        items = codec.Parser(len(line) + 1).append(line)
         if len(items) != 1:
             raise KatcpSyntaxError(f"expected one message, found {len(items)} in {line!r}")
         item = items[0]
@@ -167,13 +161,9 @@ class Message:
             raise KatcpSyntaxError(f"{item} in {line!r}")
         return cls.from_codec(item)
 
-    def to_codec(self) -> katcp_codec.Message:
-        return katcp_codec.Message(_TO_CODEC[self.mtype], self.name.encode("ascii"), self.mid,
-                                   self.arguments, validate=False)
-
     def encode(self) -> bytes:
         """The wire form, with the terminating newline."""
-        return bytes(self.to_codec())
+        return codec.encode(self.mtype, self.name.encode("ascii"), self.mid, self.arguments)
 
     def __bytes__(self) -> bytes:
         """The wire form without the newline (as in katcp-python)."""
@@ -218,7 +208,7 @@ class MessageParser:
     """
 
     def __init__(self, max_line_length: int) -> None:
-        self._parser = katcp_codec.Parser(max_line_length)
+        self._parser = codec.Parser(max_line_length)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message | KatcpSyntaxError]:
         out: list[Message | KatcpSyntaxError] = []

@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from .errors import WaitTimeoutError
+
 T = TypeVar("T")
 
 
@@ -21,15 +23,20 @@ def done_future(result: T) -> asyncio.Future[T]:
 
 
 def with_timeout(awaitable: Awaitable[T], timeout: float | None) -> asyncio.Future[T]:
-    """A future for ``awaitable`` that raises ``TimeoutError`` after ``timeout`` seconds.
-
-    On timeout the awaitable is cancelled (so a waiter leaves its set at once). ``TimeoutError``
-    is what ``tornado.gen.TimeoutError`` and ``asyncio.TimeoutError`` both are on Tornado 6.
+    """A future for ``awaitable`` that fails with :class:`WaitTimeoutError` after ``timeout``
+    seconds (``None``: never), cancelling the awaitable so that a waiter leaves its set at once.
     """
     future = asyncio.ensure_future(awaitable)
     if timeout is None:
         return future
-    return asyncio.ensure_future(asyncio.wait_for(future, timeout))
+    return asyncio.ensure_future(_bounded(future, timeout))
+
+
+async def _bounded(future: asyncio.Future[T], timeout: float) -> T:
+    try:
+        return await asyncio.wait_for(future, timeout)
+    except asyncio.TimeoutError:
+        raise WaitTimeoutError(f"not done within {timeout:g} s") from None
 
 
 class Flag:

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from tornado import gen
 
 from katcp_inspect.waiting import Flag, done_future, with_timeout
 
@@ -41,3 +42,10 @@ async def test_clear_and_fail(io_loop: Any) -> None:
 async def test_done_future_and_no_timeout(io_loop: Any) -> None:
     assert await done_future(3) == 3
     assert await with_timeout(done_future("x"), None) == "x"
+
+
+@pytest.mark.parametrize("caught", [TimeoutError, asyncio.TimeoutError, gen.TimeoutError])
+async def test_timeouts_are_caught_by_every_timeout_error(io_loop: Any,
+                                                          caught: type[Exception]) -> None:
+    with pytest.raises(caught):
+        await with_timeout(Flag().wait(), 0.001)
