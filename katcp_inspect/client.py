@@ -576,10 +576,12 @@ class DeviceClient:
     def _on_items(self, items: list[ParsedItem]) -> None:
         # The hot path: a flood of #sensor-status goes through the first branch only.
         connection = self._receiving
+        if connection is None:
+            return
         fast = self._fast_informs
         by_name = self._by_name
         for item in items:
-            if self._receiving is not connection or connection is None:
+            if self._receiving is not connection:
                 return  # a message before this one ended the connection
             if isinstance(item, ValueError):
                 self._bad_line(item)
