@@ -41,14 +41,19 @@ def fast_client(port: int, **kwargs: Any) -> DeviceClient:
     return DeviceClient("127.0.0.1", port, **kwargs)
 
 
+async def connected_client(port: int, **kwargs: Any) -> DeviceClient:
+    client = fast_client(port, **kwargs)
+    client.start()
+    await client.until_connected(timeout=5)
+    return client
+
+
 # --------------------------------------------------------------------- against aiokatcp
 
 
 async def test_negotiates_and_requests_against_aiokatcp(io_loop: Any) -> None:
     async with third_party_device() as server:
-        client = fast_client(port_of(server))
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(port_of(server))
         assert client.protocol_flags == ProtocolFlags(5, 1, "MIB")
         assert client.versions["katcp-device"] == ("third-party-1.0", "third-party-1.0.0")
         reply, informs = await client.request("help")
@@ -67,9 +72,7 @@ async def test_negotiates_and_requests_against_aiokatcp(io_loop: Any) -> None:
 
 async def test_slow_request_times_out_and_late_reply_is_counted(io_loop: Any) -> None:
     async with third_party_device() as server:
-        client = fast_client(port_of(server))
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(port_of(server))
         with pytest.raises(RequestTimeoutError) as info:
             await client.request("slow", 0.3, timeout=0.05)
         assert isinstance(info.value, TimeoutError)  # what tornado.gen.TimeoutError is
@@ -82,9 +85,7 @@ async def test_slow_request_times_out_and_late_reply_is_counted(io_loop: Any) ->
 
 async def test_fail_and_invalid_replies_raise_distinct_errors(io_loop: Any) -> None:
     async with third_party_device() as server:
-        client = fast_client(port_of(server))
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(port_of(server))
         with pytest.raises(RequestInvalidError, match="unknown request"):
             await client.request("no-such-request")
         with pytest.raises(RequestFailedError) as info:
@@ -125,9 +126,7 @@ async def test_follows_server_restart_on_same_port(io_loop: Any) -> None:
 
 async def test_v4_greeting_is_detected(io_loop: Any) -> None:
     async with scripted_server(b"#version device-4.1\n#build-state device-4.1.2\n") as server:
-        client = fast_client(server.port)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port)
         assert client.protocol_flags == KATCP_V4
         assert client.protocol_flags.timestamp_scale == 0.001
         await wait_until(lambda: "build-state" in client.versions)
@@ -137,9 +136,7 @@ async def test_v4_greeting_is_detected(io_loop: Any) -> None:
 
 async def test_silent_device_falls_back_after_greeting_timeout(io_loop: Any) -> None:
     async with scripted_server(b"") as server:
-        client = fast_client(server.port, greeting_timeout=0.05)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port, greeting_timeout=0.05)
         assert client.protocol_flags == KATCP_V4
         await client.close()
 
@@ -183,9 +180,7 @@ async def test_bad_protocol_greeting_fails_the_attempt_without_hanging(
 async def test_new_flags_on_reconnect_are_renegotiated(io_loop: Any) -> None:
     """B6: a device that comes back with another version is normal, not fatal."""
     async with scripted_server(b"#version-connect katcp-protocol 5.0-MI\n") as server:
-        client = fast_client(server.port)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port)
         assert client.protocol_flags == ProtocolFlags(5, 0, "MI")
         server.greeting = b"#version-connect katcp-protocol 5.1-MIBT\n"
         (await server.next_connection()).close()
@@ -200,9 +195,7 @@ async def test_new_flags_on_reconnect_are_renegotiated(io_loop: Any) -> None:
 
 async def test_without_message_ids_same_name_requests_are_serialised(io_loop: Any) -> None:
     async with scripted_server(b"#version-connect katcp-protocol 5.0-M\n") as server:
-        client = fast_client(server.port)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port)
         peer = await server.next_connection()
         first = client.request_raw("sensor-value", "a")
         second = client.request_raw("sensor-value", "b")
@@ -225,9 +218,7 @@ async def test_without_message_ids_same_name_requests_are_serialised(io_loop: An
 
 async def test_replies_are_matched_by_message_id_in_any_order(io_loop: Any) -> None:
     async with scripted_server() as server:
-        client = fast_client(server.port)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port)
         peer = await server.next_connection()
         futures = [client.request_raw("echo", i) for i in range(3)]
         mids = [(await peer.read_message()).mid for _ in range(3)]
@@ -244,9 +235,7 @@ async def test_replies_are_matched_by_message_id_in_any_order(io_loop: Any) -> N
 
 async def test_explicit_mid_and_use_mid(io_loop: Any) -> None:
     async with scripted_server() as server:
-        client = fast_client(server.port)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port)
         peer = await server.next_connection()
         explicit = client.request_raw("help", mid=555)
         assert (await peer.read_message()).mid == 555
@@ -260,9 +249,7 @@ async def test_explicit_mid_and_use_mid(io_loop: Any) -> None:
 
 async def test_explicit_mid_to_device_without_ids_is_refused(io_loop: Any) -> None:
     async with scripted_server(b"#version-connect katcp-protocol 5.0-M\n") as server:
-        client = fast_client(server.port)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port)
         with pytest.raises(ProtocolError, match="message ids"):
             await client.request_raw("help", mid=3)
         await client.close()
@@ -276,9 +263,7 @@ async def test_request_while_not_connected_fails_with_reply_free_error(io_loop: 
 
 async def test_lost_connection_fails_every_pending_request_at_once(io_loop: Any) -> None:
     async with scripted_server(b"#version-connect katcp-protocol 5.0-M\n") as server:
-        client = fast_client(server.port)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port)
         peer = await server.next_connection()
         futures = [client.request_raw("a"), client.request_raw("a"), client.request_raw("b")]
         await peer.read_message()
@@ -290,9 +275,7 @@ async def test_lost_connection_fails_every_pending_request_at_once(io_loop: Any)
 
 async def test_close_fails_pending_with_client_closed_and_leaves_nothing(io_loop: Any) -> None:
     async with scripted_server() as server:
-        client = fast_client(server.port, watchdog_interval=10)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port, watchdog_interval=10)
         pending = client.request_raw("slow", timeout=math.inf)
         waiter = client.when_connected()  # connected: resolves at once
         await waiter
@@ -310,9 +293,7 @@ async def test_close_fails_pending_with_client_closed_and_leaves_nothing(io_loop
 
 async def test_malformed_lines_are_counted_and_skipped(io_loop: Any) -> None:
     async with scripted_server() as server:
-        client = fast_client(server.port)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port)
         peer = await server.next_connection()
         pending = client.request_raw("watchdog")
         mid = (await peer.read_message()).mid
@@ -328,9 +309,7 @@ async def test_malformed_lines_are_counted_and_skipped(io_loop: Any) -> None:
 
 async def test_line_over_the_maximum_resets_the_connection(io_loop: Any) -> None:
     async with scripted_server() as server:
-        client = fast_client(server.port, max_line_length=1000)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port, max_line_length=1000)
         peer = await server.next_connection()
         peer.send(b"#log " + b"x" * 5000)  # no newline yet: known to be too long already
         await wait_until(lambda: client.stats.disconnects == 1, what="the reset")
@@ -368,9 +347,7 @@ async def test_hooks_see_informs_and_a_raising_hook_does_not_stop_others(io_loop
 
 async def test_device_disconnect_inform_drops_the_connection(io_loop: Any) -> None:
     async with scripted_server() as server:
-        client = fast_client(server.port)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port)
         peer = await server.next_connection()
         peer.send(b"#disconnect new\\_client\\_connected\n")
         await wait_until(lambda: client.stats.disconnects == 1)
@@ -416,9 +393,7 @@ async def test_reconnect_backoff_is_reset_only_after_negotiation(io_loop: Any) -
 
 async def test_watchdog_declares_a_silent_device_dead(io_loop: Any) -> None:
     async with scripted_server() as server:
-        client = fast_client(server.port, watchdog_interval=0.02, watchdog_timeout=0.05)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port, watchdog_interval=0.02, watchdog_timeout=0.05)
         peer = await server.next_connection()
         assert (await peer.read_message()).name == "watchdog"  # and it never answers
         await wait_until(lambda: client.stats.liveness_failures == 1, timeout=5)
@@ -428,9 +403,8 @@ async def test_watchdog_declares_a_silent_device_dead(io_loop: Any) -> None:
 
 async def test_keepalive_is_set_on_the_socket(io_loop: Any) -> None:
     async with scripted_server() as server:
-        client = fast_client(server.port, keepalive=Keepalive(idle=7, interval=3, count=2))
-        client.start()
-        await client.until_connected(timeout=5)
+        keepalive = Keepalive(idle=7, interval=3, count=2)
+        client = await connected_client(server.port, keepalive=keepalive)
         assert client._connection is not None
         sock = client._connection.stream.socket
         assert sock is not None
@@ -442,9 +416,7 @@ async def test_keepalive_is_set_on_the_socket(io_loop: Any) -> None:
 
 async def test_no_auto_reconnect_ends_closed(io_loop: Any) -> None:
     async with scripted_server() as server:
-        client = fast_client(server.port, auto_reconnect=False)
-        client.start()
-        await client.until_connected(timeout=5)
+        client = await connected_client(server.port, auto_reconnect=False)
         (await server.next_connection()).close()
         await client.until_closed()
         assert client.state is ConnectionState.CLOSED

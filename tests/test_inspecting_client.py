@@ -53,13 +53,20 @@ def make_client(port: int, **kwargs: Any) -> InspectingClientAsync:
     return client
 
 
+async def synced_client(port: int, recorder: Recorder | None = None,
+                        **kwargs: Any) -> tuple[InspectingClientAsync, Recorder]:
+    """A client, connected and synced, whose state callback records into ``recorder``."""
+    client = make_client(port, **kwargs)
+    recorder = recorder or Recorder()
+    client.set_state_callback(recorder)
+    await client.connect()
+    await client.until_synced(timeout=5)
+    return client, recorder
+
+
 async def test_first_sync_reports_the_whole_model_once(io_loop: Any) -> None:
     async with third_party_device() as server:
-        client = make_client(port_of(server))
-        recorder = Recorder()
-        client.set_state_callback(recorder)
-        await client.connect()
-        await client.until_synced(timeout=5)
+        client, recorder = await synced_client(port_of(server))
         assert recorder.states == [DISCONNECTED, SYNCING, DATA_SYNCED_CHANGED, SYNCED]
         changes = recorder.calls[2][1]
         assert changes is not None
@@ -156,11 +163,7 @@ async def test_strategies_are_reapplied_after_a_restart(io_loop: Any) -> None:
 
 async def test_interface_changed_with_a_name_inspects_just_that(io_loop: Any) -> None:
     async with third_party_device() as server:
-        client = make_client(port_of(server))
-        recorder = Recorder()
-        client.set_state_callback(recorder)
-        await client.connect()
-        await client.until_synced(timeout=5)
+        client, recorder = await synced_client(port_of(server))
         sent: list[Message] = []
         original = client.katcp_client.request_raw
 
@@ -181,11 +184,8 @@ async def test_interface_changed_with_a_name_inspects_just_that(io_loop: Any) ->
 async def test_a_raising_callback_loses_neither_loop_nor_changes(io_loop: Any) -> None:
     """B8: katcp-python disconnected (or died) and forgot the model changes."""
     async with third_party_device() as server:
-        client = make_client(port_of(server))
-        recorder = Recorder(raise_on=DATA_SYNCED_CHANGED)
-        client.set_state_callback(recorder)
-        await client.connect()
-        await client.until_synced(timeout=5)
+        raising = Recorder(raise_on=DATA_SYNCED_CHANGED)
+        client, recorder = await synced_client(port_of(server), recorder=raising)
         assert recorder.states[-2:] == [DATA_SYNCED_CHANGED, SYNCED]
         assert client.stats.callback_errors == 1
         assert client.katcp_client.stats.disconnects == 0
@@ -234,11 +234,7 @@ async def test_v4_device_timestamps_are_milliseconds(io_loop: Any) -> None:
 
 async def test_without_auto_reconnect_the_loop_ends_with_the_connection(io_loop: Any) -> None:
     async with third_party_device() as server:
-        client = make_client(port_of(server), auto_reconnect=False)
-        recorder = Recorder()
-        client.set_state_callback(recorder)
-        await client.connect()
-        await client.until_synced(timeout=5)
+        client, recorder = await synced_client(port_of(server), auto_reconnect=False)
     await client.until_stopped(timeout=5)
     assert recorder.states[-1] == DISCONNECTED
     assert not client.katcp_client.running
