@@ -204,7 +204,6 @@ class DeviceClient:
         self._sleep_handle: asyncio.TimerHandle | None = None
         self._greeting_handle: asyncio.TimerHandle | None = None
         self._watchdog_handle: asyncio.TimerHandle | None = None
-        self._watchdog_pending = False
         self._closing_tasks: set[asyncio.Future[Any]] = set()
         self._connected_flag = Flag()
         self._closed_flag = Flag(True)
