@@ -1,0 +1,31 @@
+"""StrategyBook: what the user wants sampled, and the requests that bring a device there."""
+
+from __future__ import annotations
+
+from katcp_inspect.sampling import NONE, StrategyBook, format_strategy, make_strategy
+
+
+def test_names_beat_patterns_beat_the_default() -> None:
+    book = StrategyBook(default=make_strategy("auto"))
+    book.set_pattern(r"^cpu\.", make_strategy("period", 0.5))
+    book.set(["cpu.load"], make_strategy("event"))
+    assert book.wanted("cpu.load") == (b"event",)
+    assert book.wanted("cpu.temp") == (b"period", b"0.5")
+    assert book.wanted("rx.power") == (b"auto",)
+    assert format_strategy(book.wanted("cpu.temp")) == "period 0.5"
+
+
+def test_later_patterns_win_and_replacing_one_keeps_one() -> None:
+    book = StrategyBook()
+    book.set_pattern("a", make_strategy("event"))
+    book.set_pattern("ab", make_strategy("auto"))
+    assert book.wanted("abc") == (b"auto",)
+    book.set_pattern("a", make_strategy("none"))
+    assert book.wanted("abc") == NONE  # "a" was set again, so it is now the latest
+
+
+def test_plan_groups_what_differs_from_the_connection() -> None:
+    book = StrategyBook(default=make_strategy("auto"))
+    book.set("b", NONE)
+    plan = book.plan(["a", "b", "c"], applied={"a": (b"auto",)})
+    assert plan == {(b"auto",): ["c"]}
