@@ -1,0 +1,247 @@
+"""The ``katcp-inspect`` command: ``demo``, ``inspect``, ``watch``, ``request`` and ``sim``.
+
+``main()`` parses the arguments and runs one subcommand (each in ``cmd_<name>.py``). Tables and
+live views use rich, the ``cli`` extra; without it those subcommands print a one-line hint and
+exit with 2. Importing this package does not import rich, and the library never does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from .cmd_sim import parent_parser
+from .common import (
+    CLI_EXTRA_HINT,
+    DEFAULT_TIMEOUT,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    CliError,
+    parse_target,
+    positive_float,
+)
+from .formatting import describe_error
+
+PROG = "katcp-inspect"
+
+DESCRIPTION = """\
+Inspect KATCP devices: list their requests and sensors, watch sensor readings live, send
+requests, or run a simulated device to try it all on."""
+
+EXAMPLES = """\
+examples:
+  katcp-inspect demo                              a simulated device, inspected, live
+  katcp-inspect sim --port 7147                   run a simulated device until Ctrl-C
+  katcp-inspect inspect 127.0.0.1:7147            its requests and sensors, as tables
+  katcp-inspect inspect 127.0.0.1:7147 --json     ... or as JSON, for scripts
+  katcp-inspect watch 127.0.0.1:7147 '^cpu\\.'     live readings of the cpu.* sensors
+  katcp-inspect request 127.0.0.1:7147 help       send ?help, print informs and reply
+
+exit codes: 0 success; 1 a request answered fail; 2 usage errors, invalid replies,
+unreachable devices, timeouts and lost connections; 130 interrupted.
+Run 'katcp-inspect COMMAND --help' for each command's options."""
+
+COMMAND_HELP = {
+    "demo": (
+        "start a simulated device in this process and inspect it, live",
+        """\
+Starts a simulated device (40 sensors of all eight types, some changing every second, and a
+few requests) on a free port of 127.0.0.1, inspects it with InspectingClientAsync, showing
+each state of the sync, prints its requests and sends one, then shows the sensors live.
+Needs no device and no network beyond the loopback.
+
+examples:
+  katcp-inspect demo                 ten seconds of live sensors, then exit
+  katcp-inspect demo --seconds 60    a minute (Ctrl-C stops it earlier)
+
+exit codes: 0 done (after --seconds, or Ctrl-C); 2 the demo could not run."""),
+    "inspect": (
+        "connect, sync and print a device's requests and sensors",
+        """\
+Prints the requests (name, first line of the help, timeout hint) and the sensors (name,
+type, units, params, status, value, age), read once with ?sensor-value. --timeout bounds
+the connection and, again, the sync and the reading of the values.
+
+examples:
+  katcp-inspect inspect 127.0.0.1:7147
+  katcp-inspect inspect 127.0.0.1:7147 --sensors '^rx\\.'
+  katcp-inspect inspect 127.0.0.1:7147 --json | jq '.sensors[].value'
+
+exit codes: 0 done; 2 the device could not be reached, did not sync or did not answer
+within --timeout."""),
+    "watch": (
+        "a live table of sensor readings that survives device restarts",
+        """\
+Samples the sensors whose names match any REGEX (Python re.search; all sensors without
+one) with the given strategy and shows their readings, coloured by status: nominal green,
+warn yellow, error/failure/unreachable red, inactive dim. The client reconnects and
+re-applies the strategy after a disconnect or a device restart. Runs until Ctrl-C, or for
+--seconds. When the output is not a terminal, prints one line per reading instead:
+'<UTC time> <sensor> <status> <value>', and '# <address> <state>' on each state change.
+
+examples:
+  katcp-inspect watch 127.0.0.1:7147
+  katcp-inspect watch 127.0.0.1:7147 '^cpu\\.' 'uptime$' --strategy period 0.5
+  katcp-inspect watch 127.0.0.1:7147 --strategy differential 0.1 --seconds 30 > log.txt
+
+exit codes: 0 stopped by Ctrl-C or after --seconds; 2 not synced within --timeout."""),
+    "request": (
+        "send one request and print its informs and reply",
+        """\
+Prints each inform as it arrives and then the reply, in KATCP's wire form (a space in an
+argument is \\_, a newline \\n; bytes that are not UTF-8 \\xNN), without message ids.
+Without --timeout the request gets 5 s, or the device's timeout hint when longer.
+Put '--' before arguments that start with '-'.
+
+examples:
+  katcp-inspect request 127.0.0.1:7147 help
+  katcp-inspect request 127.0.0.1:7147 sensor-value cpu.temperature
+  katcp-inspect request 127.0.0.1:7147 ?sensor-sampling cpu.temperature period 1
+
+exit codes: 0 ok; 1 fail; 2 invalid, or the device could not be reached, the connection
+was lost or no reply came within the timeout."""),
+    "sim": (
+        "run a simulated KATCP device until Ctrl-C or ?halt",
+        """\
+The same device as 'python -m katcp_inspect.testing': demo sensors of all eight types,
+the standard requests, any number of clients.
+
+examples:
+  katcp-inspect sim --port 7147
+  katcp-inspect sim --port 0 --sensors 2000 --rate 10 --protocol 5.0
+
+exit codes: 0 stopped by Ctrl-C, SIGTERM or ?halt; 2 cannot listen on the address."""),
+}
+
+#: Subcommands that print tables or live views, and so need rich (``inspect --json`` not).
+NEEDS_RICH = {"demo", "watch", "inspect"}
+
+
+def _verbose_parent(default: object) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("-v", "--verbose", action="count", default=default,
+                        help="log what happens, down to every message (debug logging)")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EXAMPLES,
+                                     formatter_class=formatter,
+                                     parents=[_verbose_parent(0)])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # In a subcommand, -v adds to nothing when absent, so `katcp-inspect -v inspect` works.
+    verbose = _verbose_parent(argparse.SUPPRESS)
+
+    def add(name: str, *, parents: Sequence[argparse.ArgumentParser] = (),
+            add_help: bool = True) -> argparse.ArgumentParser:
+        summary, epilog = COMMAND_HELP[name]
+        return commands.add_parser(name, help=summary, description=summary[0].upper()
+                                   + summary[1:] + ".", epilog=epilog, formatter_class=formatter,
+                                   parents=[verbose, *parents], add_help=add_help)
+
+    demo = add("demo")
+    demo.add_argument("--seconds", type=positive_float, default=10.0, metavar="S",
+                      help="how long to show the live sensors (default: %(default)g)")
+
+    inspect = add("inspect")
+    inspect.add_argument("target", type=parse_target, metavar="HOST:PORT")
+    inspect.add_argument("--sensors", metavar="REGEX",
+                         help="only the sensors whose names match (Python re.search)")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    inspect.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT, metavar="S",
+                         help="seconds for each step: connect, sync, read (default: "
+                              "%(default)g)")
+
+    watch = add("watch")
+    watch.add_argument("target", type=parse_target, metavar="HOST:PORT")
+    watch.add_argument("patterns", nargs="*", metavar="REGEX",
+                       help="sensors to watch: names matching any of these (default: all)")
+    watch.add_argument("--strategy", nargs="+", default=["event"], metavar="WORD",
+                       help="sampling strategy and its parameters: event (default), auto, "
+                            "period SECONDS, differential DELTA, event-rate SHORTEST LONGEST, "
+                            "differential-rate DELTA SHORTEST LONGEST")
+    watch.add_argument("--timeout", type=positive_float, default=None, metavar="S",
+                       help="give up (exit 2) if not synced within S seconds of starting "
+                            "(default: keep trying)")
+    watch.add_argument("--seconds", type=positive_float, default=None, metavar="S",
+                       help="stop after S seconds (default: run until Ctrl-C)")
+
+    request = add("request")
+    request.add_argument("target", type=parse_target, metavar="HOST:PORT")
+    request.add_argument("name", metavar="NAME", help="the request, with or without '?'")
+    request.add_argument("arguments", nargs="*", metavar="ARG", help="its arguments")
+    request.add_argument("--timeout", type=positive_float, default=None, metavar="S",
+                         help="seconds to connect, and then for the reply (default: 5, or "
+                              "the device's timeout hint when longer)")
+
+    add("sim", parents=[parent_parser()], add_help=False)  # the simulator runner's options
+    return parser
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time, so that logging goes above a live
+    display (rich redirects stderr while it draws)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def setup_logging(verbose: int) -> None:
+    """Errors only by default (the command reports problems itself); ``-v``: everything."""
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+def _rich_missing() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit code (see ``katcp-inspect --help``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    setup_logging(args.verbose)
+    needs_rich = args.command in NEEDS_RICH and not getattr(args, "json", False)
+    if needs_rich and _rich_missing():
+        print(f"{PROG} {args.command} needs rich: {CLI_EXTRA_HINT}", file=sys.stderr)
+        return EXIT_ERROR
+    module = importlib.import_module(f"{__name__}.cmd_{args.command}")
+    try:
+        if args.command == "sim":
+            return int(module.run(args))
+        return int(asyncio.run(module.run(args)))
+    except CliError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as other tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+    except OSError as exc:  # the environment: no loopback for the demo, a full disk...
+        print(f"{PROG}: {describe_error(exc)}", file=sys.stderr)
+        return EXIT_ERROR
