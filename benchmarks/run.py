@@ -1,0 +1,391 @@
+"""katcp-inspect against aiokatcp and the katcp-codec ceiling, on a noisy machine.
+
+    python benchmarks/run.py [--runs N] [--quick] [--metrics abcde] [--profile CLIENT]
+
+Every client runs in a process of its own against flood devices in other processes; the
+clients of a metric take turns within each run (the order rotates from run to run), and the
+table gives medians over the runs, with ratios taken within each run. See README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import processes
+from clients import Aiokatcp, KatcpInspect
+
+KI = KatcpInspect.label
+AIO = Aiokatcp.label
+CEILING = "codec+dict"
+CEILING_SOCKET = "codec+dict, socket"
+CEILING_CORE = "codec core+dict"
+#: Seconds one benchmark process may take.
+PROCESS_TIMEOUT = 240.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Sizes of the workloads; the defaults are the issue's, ``QUICK`` a smoke test."""
+
+    runs: int = 5
+    throughput_sensors: int = 1_000
+    throughput_updates: int = 200_000
+    sync_sensors: int = 10_000
+    restart_sensors: int = 1_000
+    restarts_per_run: int = 5
+    fleet_devices: int = 200
+    fleet_processes: int = 4
+    fleet_sensors: int = 1_000
+    fleet_updates_per_device: int = 1_000
+
+
+QUICK = Plan(runs=1, throughput_updates=50_000, restarts_per_run=3, fleet_devices=20,
+             fleet_processes=2, fleet_updates_per_device=500)
+
+
+@dataclasses.dataclass
+class Row:
+    metric: str
+    ki: str = ""
+    aio: str = ""
+    ceiling: str = ""
+    ratio: str = ""
+    target: str = ""
+    met: str = ""
+
+
+class Report:
+    """Collects the table's rows and the problems the checks found."""
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.problems: list[str] = []
+
+
+Result = dict[str, Any]
+
+
+class Runs:
+    """One metric's results, per run and per client; results whose checks failed are noted
+    in the report once and left out of every median."""
+
+    def __init__(self, metric: str, per_run: list[dict[str, Result]], report: Report) -> None:
+        self.per_run = per_run
+        for results in per_run:
+            for label, result in results.items():
+                if result.get("problem") is not None:
+                    report.problems.append(f"{metric} {label}: {result['problem']}")
+
+    def _good(self, label: str) -> list[Result]:
+        return [run[label] for run in self.per_run if run[label].get("problem") is None]
+
+    def median(self, label: str, key: str) -> float | None:
+        values = [result[key] for result in self._good(label)]
+        return statistics.median(values) if values else None
+
+    def pooled_median(self, label: str, key: str) -> float | None:
+        """The median of the samples (lists under ``key``) of every run."""
+        values = [value for result in self._good(label) for value in result[key]]
+        return statistics.median(values) if values else None
+
+    def median_ratio(self, key: str, top: str, bottom: str) -> float | None:
+        """The median over runs of ``top / bottom`` (both from the same run)."""
+        ratios = [run[top][key] / run[bottom][key] for run in self.per_run
+                  if run[top].get("problem") is None and run[bottom].get("problem") is None]
+        return statistics.median(ratios) if ratios else None
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def rotations(labels: Sequence[str], runs: int) -> Iterator[tuple[int, list[str]]]:
+    """Each run's order of the clients: a different one first each time."""
+    for run in range(runs):
+        shift = run % len(labels)
+        yield run, list(labels[shift:]) + list(labels[:shift])
+
+
+def interleaved(metric: str, plan: Plan, jobs: dict[str, tuple[str, dict[str, Any]]],
+                report: Report) -> Runs:
+    """Run every job (label → scenario and its arguments) once per run, in rotating order."""
+    per_run = []
+    for run, order in rotations(list(jobs), plan.runs):
+        results = {}
+        for label in order:
+            scenario, kwargs = jobs[label]
+            results[label] = processes.run_scenario(scenario, kwargs, PROCESS_TIMEOUT)
+            log(f"{metric} run {run + 1}/{plan.runs} {label}: "
+                + ", ".join(f"{k}={_short(v)}" for k, v in results[label].items()
+                            if k != "profile"))
+        per_run.append(results)
+    return Runs(metric, per_run, report)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list) and value and isinstance(value[0], float):
+        return "[" + ", ".join(f"{v:.3g}" for v in value) + "]"
+    return str(value)
+
+
+def _met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def _fmt(value: float | None, unit: Callable[[float], str]) -> str:
+    return "failed" if value is None else unit(value)
+
+
+def rate(value: float) -> str:
+    return f"{value / 1000:,.0f} k/s"
+
+
+def seconds(value: float) -> str:
+    return f"{value:.3f} s"
+
+
+def size(value: float) -> str:
+    return f"{value:,.0f} B"
+
+
+def times(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+# ---------------------------------------------------------------------- the metrics
+
+
+def metric_throughput(plan: Plan, port: int, report: Report) -> None:
+    sizes: dict[str, Any] = {"sensors": plan.throughput_sensors,
+                             "updates": plan.throughput_updates}
+    args = {"port": port, **sizes}
+    runs = interleaved("(a)", plan, {
+        KI: ("throughput", {"client_name": KI, **args}),
+        AIO: ("throughput", {"client_name": AIO, **args}),
+        CEILING: ("ceiling", sizes),
+        CEILING_SOCKET: ("ceiling-socket", args),
+        CEILING_CORE: ("ceiling", {**sizes, "core": True}),
+    }, report)
+    vs_aio = runs.median_ratio("rate", KI, AIO)
+    vs_ceiling = runs.median_ratio("rate", CEILING, KI)
+    vs_core = runs.median_ratio("rate", CEILING_CORE, KI)
+    report.rows.append(Row(
+        f"(a) updates/s, {plan.throughput_sensors:,} sensors, {plan.throughput_updates:,} "
+        "updates", _fmt(runs.median(KI, "rate"), rate), _fmt(runs.median(AIO, "rate"), rate),
+        f"{_fmt(runs.median(CEILING, 'rate'), rate)} (over a socket: "
+        f"{_fmt(runs.median(CEILING_SOCKET, 'rate'), rate)}; with the core parser: "
+        f"{_fmt(runs.median(CEILING_CORE, 'rate'), rate)})",
+        f"katcp-inspect ÷ aiokatcp = {_fmt(vs_aio, times)}", "≥ 3x",
+        _met(None if vs_aio is None else vs_aio >= 3)))
+    report.rows.append(Row(
+        "", "", "", "", f"ceiling ÷ katcp-inspect = {_fmt(vs_ceiling, times)}", "≤ 2x",
+        _met(None if vs_ceiling is None else vs_ceiling <= 2)))
+    report.rows.append(Row(
+        "", "", "", "", f"core-parser ceiling ÷ katcp-inspect = {_fmt(vs_core, times)}",
+        "(reference)"))
+
+
+def metric_sync(plan: Plan, port: int, report: Report) -> None:
+    args = {"port": port, "sensors": plan.sync_sensors}
+    runs = interleaved("(b)", plan, {label: ("sync", {"client_name": label, **args})
+                                     for label in (KI, AIO)}, report)
+    ratio = runs.median_ratio("seconds", KI, AIO)
+    report.rows.append(Row(
+        f"(b) full sync of {plan.sync_sensors:,} sensors",
+        _fmt(runs.median(KI, "seconds"), seconds), _fmt(runs.median(AIO, "seconds"), seconds),
+        "", f"katcp-inspect ÷ aiokatcp = {_fmt(ratio, times)}", "≤ 0.5x",
+        _met(None if ratio is None else ratio <= 0.5)))
+    report.rows.append(Row(
+        "(c) for reference: RSS growth per sensor in (b), after gc",
+        _fmt(runs.median(KI, "rss_per_sensor"), size),
+        _fmt(runs.median(AIO, "rss_per_sensor"), size), "", "", "(reference)"))
+
+
+def metric_memory(plan: Plan, port: int, report: Report) -> None:
+    args = {"port": port, "sensors": plan.sync_sensors}
+    runs = interleaved("(c)", plan, {label: ("memory", {"client_name": label, **args})
+                                     for label in (KI, AIO)}, report)
+    held = {label: runs.median(label, "per_sensor") for label in (KI, AIO)}
+    cells = {label: f"{_fmt(held[label], size)} (peak "
+                    f"{_fmt(runs.median(label, 'peak_per_sensor'), size)})"
+             for label in (KI, AIO)}
+    ratio = runs.median_ratio("per_sensor", KI, AIO)
+    ki = held[KI]
+    report.rows.append(Row(
+        f"(c) memory per cached sensor, {plan.sync_sensors:,} synced (tracemalloc, after gc)",
+        cells[KI], cells[AIO], "", f"katcp-inspect ÷ aiokatcp = {_fmt(ratio, times)}",
+        "≤ 1,024 B", _met(None if ki is None else ki <= 1024)))
+
+
+def metric_restart(plan: Plan, port: int, report: Report) -> None:
+    args = {"port": port, "sensors": plan.restart_sensors, "restarts": plan.restarts_per_run}
+    runs = interleaved("(d)", plan, {label: ("restart", {"client_name": label, **args})
+                                     for label in (KI, AIO)}, report)
+    ki = runs.pooled_median(KI, "samples")
+    report.rows.append(Row(
+        f"(d) device restart → synced with fresh values, {plan.restart_sensors:,} sensors "
+        f"(median of {plan.runs * plan.restarts_per_run} restarts)",
+        _fmt(ki, seconds), _fmt(runs.pooled_median(AIO, "samples"), seconds), "", "",
+        "≤ 0.15 s", _met(None if ki is None else ki <= 0.15)))
+
+
+def metric_fleet(plan: Plan, report: Report) -> None:
+    per_process = -(-plan.fleet_devices // plan.fleet_processes)
+    sizes = [min(per_process, plan.fleet_devices - start)
+             for start in range(0, plan.fleet_devices, per_process)]
+    spec = (plan.fleet_sensors, plan.fleet_updates_per_device)
+    with contextlib.ExitStack() as stack:
+        groups = [stack.enter_context(processes.Devices([spec] * n)) for n in sizes]
+        ports = [port for group in groups for port in group.ports]
+        runs = interleaved("(e)", plan, {KI: ("fleet", {
+            "client_name": KI, "ports": ports, "sensors": plan.fleet_sensors,
+            "updates": plan.fleet_updates_per_device})}, report)
+    sync = runs.median(KI, "sync_seconds")
+    report.rows.append(Row(
+        f"(e) {plan.fleet_devices} devices x {plan.fleet_sensors:,} sensors "
+        f"({len(groups)} device processes), one client process: all synced",
+        _fmt(sync, seconds), "", "", "", "≤ 10 s", _met(None if sync is None else sync <= 10)))
+    report.rows.append(Row(
+        f"(e) … then {plan.fleet_updates_per_device:,} updates from every device at once",
+        _fmt(runs.median(KI, "rate"), rate), "", "", "", "(reference)"))
+
+
+# ---------------------------------------------------------------------- machine and output
+
+
+def machine() -> list[str]:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = ", ".join(f"{package} {_version(package)}"
+                         for package in ("katcp-inspect", "aiokatcp", "katcp-codec", "tornado"))
+    import katcp_inspect.codec
+
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        f"CPU: {cpu}, {os.cpu_count()} cores; load average at start: {load}",
+        f"Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{platform.system()} {platform.release()}",
+        f"Packages: {versions}",
+        f"katcp-inspect commit: {_commit()}; katcp-codec core parser in use: "
+        f"{katcp_inspect.codec.FAST}",
+    ]
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=Path(__file__).parent, timeout=10,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def table(rows: list[Row]) -> str:
+    header = Row("Metric", KI, AIO, "ceiling: codec + dict", "ratio (median of runs)",
+                 "target", "met?")
+    lines = []
+    for i, row in enumerate([header, *rows]):
+        lines.append("| " + " | ".join(dataclasses.astuple(row)) + " |")
+        if i == 0:
+            lines.append("|" + "---|" * len(dataclasses.fields(Row)))
+    return "\n".join(lines)
+
+
+def print_profile(label: str, result: dict[str, Any], per: float, unit: str) -> None:
+    print(f"\n{label}: {result.get('problem') or 'checks passed'}; measured section "
+          f"{result.get('seconds', 0):.3f} s under cProfile")
+    print(f"| own µs/{unit} | cumulative µs/{unit} | calls | function |\n|---|---|---|---|")
+    for row in result.get("profile", []):
+        print(f"| {row['tottime'] / per * 1e6:.3f} | {row['cumtime'] / per * 1e6:.3f} | "
+              f"{row['ncalls']:,} | `{row['function']}` |")
+
+
+def profile(plan: Plan, client: str, ports: list[int]) -> None:
+    """Profile one client's measured sections of (a) and (b) instead of benchmarking."""
+    result = processes.run_scenario("throughput", {
+        "client_name": client, "port": ports[0], "sensors": plan.throughput_sensors,
+        "updates": plan.throughput_updates, "profile": True}, PROCESS_TIMEOUT)
+    print_profile(f"(a) {client}, {plan.throughput_updates:,} updates", result,
+                  plan.throughput_updates, "update")
+    result = processes.run_scenario("sync", {
+        "client_name": client, "port": ports[1], "sensors": plan.sync_sensors,
+        "profile": True}, PROCESS_TIMEOUT)
+    print_profile(f"(b) {client}, sync of {plan.sync_sensors:,} sensors", result,
+                  plan.sync_sensors, "sensor")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, help="runs per metric (default 5; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run with smaller workloads, in well under a minute")
+    parser.add_argument("--metrics", default="abcde",
+                        help="which metrics to run, e.g. 'ab' (default: abcde)")
+    parser.add_argument("--profile", choices=[KI, AIO],
+                        help="instead of the table, profile this client's (a) and (b) "
+                             "with cProfile and list the functions with the most own time")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else Plan()
+    if args.runs is not None:
+        if args.runs < 1:
+            parser.error("--runs must be at least 1")
+        plan = dataclasses.replace(plan, runs=args.runs)
+    if set(args.metrics) - set("abcde"):
+        parser.error("--metrics takes letters from 'abcde'")
+
+    print("\n".join(machine()))
+    print(f"Command: python benchmarks/run.py {' '.join(argv or sys.argv[1:])}".rstrip())
+    started = time.monotonic()
+    report = Report()
+    specs = [(plan.throughput_sensors, plan.throughput_updates), (plan.sync_sensors, 0),
+             (plan.restart_sensors, 0)]
+    with processes.Devices(specs) as devices:
+        throughput_port, sync_port, restart_port = devices.ports
+        if args.profile:
+            profile(plan, args.profile, [throughput_port, sync_port])
+            return 0
+        if "a" in args.metrics:
+            metric_throughput(plan, throughput_port, report)
+        if "b" in args.metrics:
+            metric_sync(plan, sync_port, report)
+        if "c" in args.metrics:
+            metric_memory(plan, sync_port, report)
+        if "d" in args.metrics:
+            metric_restart(plan, restart_port, report)
+    if "e" in args.metrics:
+        metric_fleet(plan, report)
+    print(f"\nMedians of {plan.runs} run(s); took {time.monotonic() - started:.0f} s.\n")
+    print(table(report.rows))
+    for problem in report.problems:
+        print(f"\nCHECK FAILED: {problem}")
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
