@@ -383,6 +383,7 @@ class InspectingClientAsync:
                 self._dirty = False
                 if work or changes is not None:
                     await self._report(DATA_SYNCED_CHANGED if changes else DATA_SYNCED, changes)
+                changes = None  # not kept alive while the loop waits
                 if self.is_connected() and epoch == self._epoch:
                     await self._apply_sampling()
                 if not (self._running and self.is_connected() and epoch == self._epoch):
@@ -610,18 +611,18 @@ class InspectingClientAsync:
             self._problems.log(("params", name), "%s: sensor %s has unparsable params %r",
                                self.bind_address_string, name, info.params)
             params = list(info.params)
-        sensor = self.sensor_factory(name=name, sensor_type=stype, description=info.description,
-                                     units=info.units, params=params)
+        sensor = self.sensor_factory(name=info.name, sensor_type=stype,
+                                     description=info.description, units=info.units,
+                                     params=params)
         if isinstance(sensor, Sensor):
             sensor._strategy_setter = self
-        self._sensor_objects[name] = sensor
+        self._sensor_objects[info.name] = sensor
         return sensor
 
-    def _make_updater(self, name: str, sensor: Any) -> SensorUpdater:
+    def _make_updater(self, sensor: Any, stype: kattypes.SensorType) -> SensorUpdater:
         """How wire readings reach ``sensor``: straight into our own :class:`Sensor`, or
         decoded here for objects from other factories, and for timestamp-typed values from a
         KATCP v4 device (milliseconds)."""
-        stype = kattypes.type_from_name(self._model.sensors[name].type_name)[0]
         major = 5 if self._timestamp_scale == 1.0 else 4
         if isinstance(sensor, Sensor) and (stype != kattypes.SensorType.TIMESTAMP or major >= 5):
             return sensor.update_from_wire
@@ -743,15 +744,19 @@ class InspectingClientAsync:
 
     def _updater_for(self, raw_name: bytes) -> SensorUpdater | None:
         name = raw_name.decode("utf-8", "surrogateescape")
-        if name in self._model.sensors:
+        info = self._model.sensors.get(name)
+        if info is not None:
             try:
-                sensor = self._sensor_object(name)
+                sensor = self._sensor_object(info.name)
             except Exception:
                 self.stats.callback_errors += 1
                 self._problems.log(("factory", name), "%s: sensor_factory failed for %s",
                                    self.bind_address_string, name, exc_info=True)
                 return None
-            updater = self._updaters[raw_name] = self._make_updater(name, sensor)
+            stype = getattr(sensor, "sensor_type", None)
+            if not isinstance(stype, kattypes.SensorType):
+                stype = kattypes.type_from_name(info.type_name)[0]
+            updater = self._updaters[raw_name] = self._make_updater(sensor, stype)
             return updater
         self.stats.unknown_sensor_updates += 1
         self._problems.log(("unknown", raw_name), "%s: update for unknown sensor %s",
@@ -829,19 +834,25 @@ class InspectingClientAsync:
         plan = self._strategies.plan(known, self._applied)
         flags = self.katcp_client.protocol_flags
         bulk = flags is not None and flags.bulk_set_sensor_sampling
-        replies: list[Reply] = []
+        sends: list[Awaitable[list[Reply]]] = []
         for strategy, group in plan.items():
-            for start in range(0, len(group), BULK_SAMPLING_CHUNK if bulk else len(group)):
-                chunk = group[start:start + BULK_SAMPLING_CHUNK] if bulk else group
-                if bulk and len(chunk) > 1:
-                    reply = await self._sampling_request(",".join(chunk), strategy)
-                    if reply[0].reply_ok():
-                        self._applied.update(dict.fromkeys(chunk, strategy))
-                        replies.append(reply)
-                        continue
-                replies.extend(await asyncio.gather(
-                    *(self._sample_one(name, strategy) for name in chunk)))
-        return replies
+            if bulk and len(group) > 1:
+                sends.extend(self._sample_bulk(group[start:start + BULK_SAMPLING_CHUNK], strategy)
+                             for start in range(0, len(group), BULK_SAMPLING_CHUNK))
+            else:
+                sends.append(self._sample_each(group, strategy))
+        return [reply for replies in await asyncio.gather(*sends) for reply in replies]
+
+    async def _sample_bulk(self, names: list[str], strategy: Strategy) -> list[Reply]:
+        reply = await self._sampling_request(",".join(names), strategy)
+        if reply[0].reply_ok():
+            self._applied.update(dict.fromkeys(names, strategy))
+            return [reply]
+        # Refused as a whole (one name gone, or no bulk after all): one by one.
+        return await self._sample_each(names, strategy)
+
+    async def _sample_each(self, names: list[str], strategy: Strategy) -> list[Reply]:
+        return list(await asyncio.gather(*(self._sample_one(name, strategy) for name in names)))
 
     async def _sample_one(self, name: str, strategy: Strategy) -> Reply:
         reply = await self._sampling_request(name, strategy)

@@ -29,7 +29,8 @@ class SensorType(enum.IntEnum):
 
     @property
     def wire_name(self) -> str:
-        return self.name.lower()
+        # One shared string per type: a cache holds one per sensor otherwise.
+        return _TYPE_NAMES[self]
 
 
 class SensorStatus(enum.IntEnum):
@@ -45,7 +46,7 @@ class SensorStatus(enum.IntEnum):
 
     @property
     def wire_name(self) -> str:
-        return self.name.lower()
+        return _STATUS_NAMES[self]
 
     @property
     def valid_value(self) -> bool:
@@ -53,6 +54,8 @@ class SensorStatus(enum.IntEnum):
         return self in (SensorStatus.NOMINAL, SensorStatus.WARN, SensorStatus.ERROR)
 
 
+_TYPE_NAMES = {t: t.name.lower() for t in SensorType}
+_STATUS_NAMES = {s: s.name.lower() for s in SensorStatus}
 STATUS_FROM_WIRE: dict[bytes, SensorStatus] = {s.wire_name.encode(): s for s in SensorStatus}
 STATUS_TO_WIRE: dict[SensorStatus, bytes] = {s: w for w, s in STATUS_FROM_WIRE.items()}
 

@@ -8,6 +8,7 @@ comparing the registries with a snapshot taken when changes were last reported.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -45,8 +46,9 @@ class SensorInfo:
     def from_arguments(cls, args: list[bytes]) -> SensorInfo:
         if len(args) < 4:
             raise ValueError(f"#sensor-list needs at least 4 arguments, got {len(args)}")
-        return cls(_text(args[0]), _text(args[1]), _text(args[2]), _text(args[3]),
-                   tuple(_text(a) for a in args[4:]))
+        # Units, types and parameters repeat across thousands of sensors: share them.
+        return cls(_text(args[0]), _text(args[1]), sys.intern(_text(args[2])),
+                   sys.intern(_text(args[3])), tuple(sys.intern(_text(a)) for a in args[4:]))
 
 
 class AttrDict(dict[str, Any]):

@@ -123,7 +123,9 @@ class Sensor:
             default = kattypes.default_value(self.sensor_type, self.params)
         status = SensorStatus.UNKNOWN if initial_status is None else SensorStatus(initial_status)
         self._reading = Reading(time.time(), status, default)
-        self._observers: list[SensorObserver] = []
+        # A tuple, replaced on attach/detach: most cached sensors have no observer, and the
+        # empty tuple is shared.
+        self._observers: tuple[SensorObserver, ...] = ()
         self._strategy_setter: StrategySetter | None = None
 
     @property
@@ -215,15 +217,14 @@ class Sensor:
     def attach(self, observer: SensorObserver) -> None:
         """Call ``observer.update(sensor, reading)`` on every new reading (once per observer)."""
         if observer not in self._observers:
-            self._observers.append(observer)
+            self._observers = (*self._observers, observer)
 
     def detach(self, observer: SensorObserver) -> None:
-        if observer in self._observers:
-            self._observers.remove(observer)
+        self._observers = tuple(o for o in self._observers if o is not observer)
 
     @property
     def observers(self) -> tuple[SensorObserver, ...]:
-        return tuple(self._observers)
+        return self._observers
 
     # -------------------------------------------------------------- sampling
 
