@@ -196,6 +196,10 @@ class DeviceClient:
         self._last_error: BaseException | None = NotConnectedError("client not started")
         self._want_running = False
         self._failures_in_a_row = 0
+        #: Whether this device has ever greeted with katcp-protocol (then it is not v4).
+        self._device_greets = False
+        #: Whether this connection's flags are the greeting fallback's, not the device's.
+        self._assumed_flags = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: Connection | None = None
         #: The connection whose messages are being handled (none while disconnecting).
@@ -390,6 +394,7 @@ class DeviceClient:
             self._connect_task = asyncio.ensure_future(self._connect())
         elif new is S.NEGOTIATING:
             self.versions = {}
+            self._assumed_flags = False
             self._greeting_handle = loop.call_later(self.greeting_timeout, self._greeting_timed_out)
         elif new is S.CONNECTED:
             self._last_error = None
@@ -555,9 +560,11 @@ class DeviceClient:
 
     def _greeting_timed_out(self) -> None:
         self._greeting_handle = None
-        if self.greeting_fallback is not None:
+        # A device that has greeted with katcp-protocol before is slow now, not a v4 device.
+        if self.greeting_fallback is not None and not self._device_greets:
             self.logger.info("%s sent no protocol greeting within %g s; assuming KATCP %s",
                              self.address, self.greeting_timeout, self.greeting_fallback)
+            self._assumed_flags = True
             self._negotiated(self.greeting_fallback)
         else:
             self._set_state(ConnectionState.DISCONNECTING, ProtocolError(
@@ -701,14 +708,23 @@ class DeviceClient:
             if self._state is ConnectionState.NEGOTIATING:
                 self._set_state(ConnectionState.DISCONNECTING, exc)
             else:
-                self.logger.warning("%s: %s (ignored: already connected as %s)", self.address,
-                                    exc, self.protocol_flags)
+                self._problems.log("late-greeting", "%s: %s (ignored: already connected as %s)",
+                                   self.address, str(exc), self.protocol_flags)
             return
+        self._device_greets = True
         if self._state is ConnectionState.NEGOTIATING:
             self._negotiated(flags)
-        elif flags != self.protocol_flags:
-            self.logger.warning("%s announced KATCP %s but the client uses %s", self.address,
-                                flags, self.protocol_flags)
+        elif flags == self.protocol_flags:
+            pass
+        elif self._assumed_flags and self._state is ConnectionState.CONNECTED:
+            # The greeting was late, not missing: everything decided on the assumed version
+            # (timestamp units, ids, hints) is wrong. Start again on a fresh connection.
+            self._set_state(ConnectionState.DISCONNECTING, ProtocolError(
+                f"{self.address} greeted with KATCP {flags} after the client had assumed "
+                f"{self.protocol_flags}; reconnecting"))
+        else:
+            self._problems.log("late-greeting", "%s announced KATCP %s but the client uses %s",
+                               self.address, flags, self.protocol_flags)
 
     def _inform_v4_greeting(self, message: Message) -> None:
         self.versions[message.name] = tuple(a.decode("utf-8", "backslashreplace")

@@ -22,7 +22,7 @@ from tornado.ioloop import IOLoop
 from . import kattypes
 from .backoff import ExponentialRandomBackoff
 from .client import DeviceClient, Reply
-from .errors import KatcpInspectError
+from .errors import ClientClosedError, KatcpInspectError
 from .kattypes import STATUS_FROM_WIRE, SensorStatus
 from .message import Message
 from .model import (
@@ -45,6 +45,8 @@ ic_logger = logging.getLogger("katcp_inspect.inspecting_client")
 
 #: Names per bulk ``?sensor-sampling`` request, so that no line gets huge.
 BULK_SAMPLING_CHUNK = 500
+#: Unknown sensors (names in updates but not in the model) looked up one by one, per connection.
+MAX_UNKNOWN_LOOKUPS = 100
 
 
 class InspectingClientStateType(NamedTuple):
@@ -167,6 +169,7 @@ class InspectingClientAsync:
         self._epoch = 0
         self._dirty = False
         self._unknown_asked: set[str] = set()
+        self._unknown_relisted = False
         self._update_on_lookup = True
         self._timestamp_scale = 1.0
         self.katcp_client: DeviceClient = self.inform_hook_client_factory(
@@ -393,6 +396,11 @@ class InspectingClientAsync:
         finally:
             self._running = False
             await self._report(DISCONNECTED)
+            # What is still awaited can no longer happen: say so instead of hanging.
+            stopped = ClientClosedError("the inspecting client was stopped")
+            for future in list(self._state_waiters):
+                if not future.done():
+                    future.set_exception(stopped)
 
     async def _sleep_until(self, condition: Callable[[], bool],
                            delay: float | None = None) -> None:
@@ -427,6 +435,7 @@ class InspectingClientAsync:
         self._epoch += 1
         self._applied = {}
         self._unknown_asked = set()
+        self._unknown_relisted = False
         self._poke()
 
     def _on_disconnected(self) -> None:
@@ -608,9 +617,9 @@ class InspectingClientAsync:
         try:
             params = kattypes.parse_params(stype, info.params)
         except ValueError:
-            self._problems.log(("params", name), "%s: sensor %s has unparsable params %r",
+            self._problems.log("params", "%s: sensor %s has unparsable params %r; ignored",
                                self.bind_address_string, name, info.params)
-            params = list(info.params)
+            params = []
         sensor = self.sensor_factory(name=info.name, sensor_type=stype,
                                      description=info.description, units=info.units,
                                      params=params)
@@ -654,7 +663,10 @@ class InspectingClientAsync:
             # The first sync lists everything; a name may well be in it (and code written for
             # katcp-python looks names up before the client has synced). Bounded: no lookup
             # waits forever.
-            await self.until_data_synced(self.sync_timeout)
+            try:
+                await self.until_data_synced(self.sync_timeout)
+            except ClientClosedError:
+                return name in registry
             if name in registry:
                 return True
         if not update or not self.katcp_client.is_connected:
@@ -762,8 +774,13 @@ class InspectingClientAsync:
         self._problems.log(("unknown", raw_name), "%s: update for unknown sensor %s",
                            self.bind_address_string, name)
         if name not in self._unknown_asked and self._state.data_synced:
-            self._unknown_asked.add(name)
-            self._work.sensors.add(name)
+            # Ask about a few names; past that (a confused or hostile device) relist once.
+            if len(self._unknown_asked) < MAX_UNKNOWN_LOOKUPS:
+                self._unknown_asked.add(name)
+                self._work.sensors.add(name)
+            elif not self._unknown_relisted:
+                self._unknown_relisted = True
+                self._work.all_sensors = True
             self._poke()
         return None
 

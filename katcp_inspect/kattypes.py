@@ -135,10 +135,13 @@ def default_value(stype: SensorType, params: Sequence[Any] = ()) -> Any:
     """
     if stype in (SensorType.INTEGER, SensorType.FLOAT):
         zero = 0 if stype == SensorType.INTEGER else 0.0
-        if len(params) >= 2 and not params[0] <= zero <= params[1]:
+        low_high = params[:2]
+        if (len(low_high) == 2 and all(isinstance(p, (int, float)) and math.isfinite(p)
+                                       for p in low_high)
+                and not low_high[0] <= zero <= low_high[1]):
             # A float-formatted integer range (B16) must still give an integer default.
-            return int(params[0]) if stype == SensorType.INTEGER else float(params[0])
-        return zero
+            return int(low_high[0]) if stype == SensorType.INTEGER else float(low_high[0])
+        return zero  # also for ranges that are not finite numbers: they are informational
     if stype == SensorType.DISCRETE:
         return params[0] if params else "unknown"
     return _DEFAULTS[stype]

@@ -15,17 +15,24 @@ class OnceLogger:
     warnings, but the first one must be seen.
     """
 
+    #: Kinds remembered at most: kinds can come from the network (a sensor name per kind), so
+    #: past this many every new kind is logged at DEBUG, which also bounds the memory used.
+    MAX_KINDS = 1000
+
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
         self._seen: set[object] = set()
 
     def log(self, kind: object, msg: str, *args: Any, exc_info: bool = False) -> None:
-        if kind in self._seen:
+        if kind in self._seen or len(self._seen) > self.MAX_KINDS:
             self.logger.debug(msg, *args, exc_info=exc_info)
-        else:
-            self._seen.add(kind)
-            self.logger.warning(msg + " (further occurrences are logged at DEBUG)", *args,
-                                exc_info=exc_info)
+            return
+        self._seen.add(kind)
+        if len(self._seen) > self.MAX_KINDS:
+            self.logger.warning("Too many kinds of problem to warn about each: from now on "
+                                "new ones are logged at DEBUG only")
+        self.logger.warning(msg + " (further occurrences are logged at DEBUG)", *args,
+                            exc_info=exc_info)
 
 
 @attrs.define
