@@ -771,7 +771,7 @@ class InspectingClientAsync:
             updater = self._updaters[raw_name] = self._make_updater(sensor, stype)
             return updater
         self.stats.unknown_sensor_updates += 1
-        self._problems.log(("unknown", raw_name), "%s: update for unknown sensor %s",
+        self._problems.log("unknown-sensor", "%s: update for unknown sensor %s",
                            self.bind_address_string, name)
         if name not in self._unknown_asked and self._state.data_synced:
             # Ask about a few names; past that (a confused or hostile device) relist once.
