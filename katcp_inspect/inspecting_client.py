@@ -35,7 +35,7 @@ from .model import (
     parse_timeout_hints,
 )
 from .request import Request, RequestType
-from .sampling import Strategy, StrategyBook, format_strategy, make_strategy
+from .sampling import Strategy, StrategyBook, for_protocol, format_strategy, make_strategy
 from .sensor import Sensor
 from .stats import InspectingStats, OnceLogger
 from .waiting import Flag, with_timeout
@@ -883,8 +883,10 @@ class InspectingClientAsync:
         return reply
 
     def _sampling_request(self, names: str, strategy: Strategy) -> asyncio.Future[Reply]:
+        flags = self.katcp_client.protocol_flags
+        wire = for_protocol(strategy, flags.major if flags is not None else 5)
         return self.katcp_client.future_request(
-            Message.request("sensor-sampling", names, *strategy), self.sync_timeout)
+            Message.request("sensor-sampling", names, *wire), self.sync_timeout)
 
 __all__ = [
     "ExponentialRandomBackoff",

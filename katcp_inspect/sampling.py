@@ -7,6 +7,7 @@ optional default for every sensor) and reconciles the device with them after eac
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,6 +21,24 @@ NONE: Strategy = (b"none",)
 
 def make_strategy(strategy: str, *params: Any) -> Strategy:
     return (encode_argument(strategy), *(encode_argument(p) for p in params))
+
+
+#: Which parameters of each strategy are times (seconds to the user; KATCP 4 wants ms).
+_TIME_PARAMS = {b"period": (0,), b"event-rate": (0, 1), b"differential-rate": (1, 2)}
+
+
+def for_protocol(strategy: Strategy, major: int) -> Strategy:
+    """The strategy as a device of this KATCP major version reads it: users give times in
+    seconds (as KATCP 5 does), KATCP 4 counts milliseconds."""
+    times = _TIME_PARAMS.get(strategy[0])
+    if major >= 5 or not times:
+        return strategy
+    params = list(strategy[1:])
+    for index in times:
+        if index < len(params):
+            with contextlib.suppress(ValueError):  # not a number: the device will say so
+                params[index] = b"%d" % round(float(params[index]) * 1000)
+    return (strategy[0], *params)
 
 
 def format_strategy(strategy: Strategy) -> str:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from katcp_inspect.sampling import NONE, StrategyBook, format_strategy, make_strategy
+from katcp_inspect.sampling import (
+    NONE,
+    StrategyBook,
+    for_protocol,
+    format_strategy,
+    make_strategy,
+)
 
 
 def test_names_beat_patterns_beat_the_default() -> None:
@@ -29,3 +35,13 @@ def test_plan_groups_what_differs_from_the_connection() -> None:
     book.set("b", NONE)
     plan = book.plan(["a", "b", "c"], applied={"a": (b"auto",)})
     assert plan == {(b"auto",): ["c"]}
+
+
+def test_times_are_seconds_to_the_user_and_milliseconds_to_katcp_4() -> None:
+    assert for_protocol(make_strategy("period", 0.5), 4) == (b"period", b"500")
+    assert for_protocol(make_strategy("period", 0.5), 5) == (b"period", b"0.5")
+    assert for_protocol(make_strategy("event-rate", 1, 10), 4) == (b"event-rate", b"1000",
+                                                                   b"10000")
+    assert for_protocol(make_strategy("differential-rate", 2, 0.1, 5), 4) == (
+        b"differential-rate", b"2", b"100", b"5000")
+    assert for_protocol(make_strategy("event"), 4) == (b"event",)

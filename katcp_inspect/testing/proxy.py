@@ -203,7 +203,8 @@ class Direction:
     def __init__(self, proxy: FaultProxy, name: DirectionName) -> None:
         self._proxy = proxy
         self.name: DirectionName = name
-        #: Deliver every byte in a write of its own (each awaited before the next).
+        #: Deliver every byte in a write of its own (each awaited, and the event loop run
+        #: once, before the next).
         self.fragment = False
         #: Seconds each chunk is held before it is forwarded.
         self.delay = 0.0
@@ -368,8 +369,10 @@ class Direction:
                     first = (at, trigger)
             chunk = data if first is None else data[:first[0]]
             if chunk:
-                await self._write(conn, flow, chunk)
-                data = data[len(chunk):]
+                written = await self._write(conn, flow, chunk)
+                data = data[written:]
+                if written < len(chunk):
+                    continue  # stalled (or closed) part-way through
             if first is None or conn.closed:
                 continue
             trigger = first[1]
@@ -382,22 +385,31 @@ class Direction:
                 return
             self.stall(trigger.duration)
 
-    async def _write(self, conn: ProxyConnection, flow: _Flow, data: bytes) -> None:
-        while data and not conn.closed:
+    async def _write(self, conn: ProxyConnection, flow: _Flow, data: bytes) -> int:
+        """Write ``data`` (with any injections due); stops early, at a line boundary or
+        between two fragments, if the direction is stalled meanwhile. Returns the number of
+        bytes of ``data`` written."""
+        written = 0
+        while written < len(data) and not conn.closed:
+            if written and self._stalled and (self.fragment or not flow.in_line):
+                return written
             if flow.injections and not flow.in_line:
                 injected = b"".join(flow.injections)
                 flow.injections.clear()
                 await flow.sink.write(injected)
                 continue
             if self.fragment:
-                piece = data[:1]
-            elif flow.injections:
-                at = _offset_of_line_end(data, flow.in_line, 1)
-                piece = data if at is None else data[:at]
+                piece = data[written:written + 1]
             else:
-                piece = data
+                piece = data[written:]
+                if flow.injections:
+                    at = _offset_of_line_end(piece, flow.in_line, 1)
+                    piece = piece if at is None else piece[:at]
             await flow.sink.write(piece)
-            data = data[len(piece):]
+            if self.fragment:
+                # Let the peer (often in this very process) read each byte on its own.
+                await asyncio.sleep(0)
+            written += len(piece)
             lines, flow.in_line = _count_lines(piece, flow.in_line)
             flow.bytes += len(piece)
             flow.lines += lines
@@ -407,6 +419,7 @@ class Direction:
             injected = b"".join(flow.injections)
             flow.injections.clear()
             await flow.sink.write(injected)
+        return written
 
 
 def _write_quietly(stream: IOStream, data: bytes) -> None:
