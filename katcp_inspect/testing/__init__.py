@@ -17,6 +17,7 @@ from .device import (
     RequestInfo,
     SimulatedDevice,
 )
+from .proxy import FaultProxy
 from .runner import run_simulator, serve_simulator
 from .sampling import SamplingStrategy, Strategy, StrategyError, parse_strategy
 from .sensors import (
@@ -35,6 +36,7 @@ __all__ = [
     "LOG_LEVELS",
     "ClientConnection",
     "FailReply",
+    "FaultProxy",
     "InvalidReply",
     "RequestContext",
     "RequestInfo",
