@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -110,12 +112,25 @@ def test_the_library_does_not_import_rich() -> None:
     assert result.stdout.strip() == "False"
 
 
-def test_sim_serves_until_halt() -> None:
-    process = subprocess.Popen([*CLI, "sim", "--port", "0", "--sensors", "5", "--rate", "0",
-                                "--protocol", "5.0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=ENV)
+@contextlib.contextmanager
+def sim_process(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """``katcp-inspect sim ARGS``, killed and its pipes closed however the test ends."""
+    process = subprocess.Popen([*CLI, "sim", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV)
     try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_sim_serves_until_halt() -> None:
+    with sim_process("--port", "0", "--sensors", "5", "--rate", "0",
+                     "--protocol", "5.0") as process:
         assert process.stdout is not None
         line = process.stdout.readline()
         match = re.search(r"listening on 127\.0\.0\.1:(\d+) \(KATCP 5\.0-MI, 5 sensors", line)
@@ -128,13 +143,6 @@ def test_sim_serves_until_halt() -> None:
             sock.sendall(b"?halt\n")
             assert b"!halt ok\n" in reader.readlines()
         assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def test_sim_on_a_busy_port_is_a_one_line_error() -> None:
@@ -150,18 +158,8 @@ def test_sim_on_a_busy_port_is_a_one_line_error() -> None:
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 def test_sim_stops_on_sigint() -> None:
-    process = subprocess.Popen([*CLI, "sim", "--port", "0", "--sensors", "2"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=ENV)
-    try:
+    with sim_process("--port", "0", "--sensors", "2") as process:
         assert process.stdout is not None
         assert "listening on" in process.stdout.readline()
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
