@@ -46,7 +46,7 @@ from .errors import (
 from .message import MAX_MID, ArgumentLike, Message, MessageType, MidLike
 from .protocol import KATCP_V4, ProtocolFlags
 from .stats import ClientStats, OnceLogger
-from .waiting import Flag, with_timeout
+from .waiting import Flag, drain, with_timeout
 
 _REPLY = codec.REPLY
 _INFORM = codec.INFORM
@@ -309,8 +309,7 @@ class DeviceClient:
 
     async def _wait_closed(self) -> None:
         await self._closed_flag.wait()
-        while self._closing_tasks:
-            await asyncio.gather(*self._closing_tasks, return_exceptions=True)
+        await drain(self._closing_tasks)
 
     def disconnect(self, reason: str = "disconnected by the client") -> None:
         """Drop the current connection; the client reconnects if it is set to."""

@@ -8,8 +8,8 @@ resolved, cancelled or timed out, and setting a flag resolves every waiter still
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Awaitable, Set
+from typing import Any, TypeVar
 
 from .errors import WaitTimeoutError
 
@@ -37,6 +37,25 @@ async def _bounded(future: asyncio.Future[T], timeout: float) -> T:
         return await asyncio.wait_for(future, timeout)
     except asyncio.TimeoutError:
         raise WaitTimeoutError(f"not done within {timeout:g} s") from None
+
+
+async def drain(tasks: Set[asyncio.Future[Any]]) -> None:
+    """Wait until every future in ``tasks`` is done, including those added while waiting.
+
+    Whether a done future has already left the set (through a done-callback) is never relied
+    upon: since Python 3.12 an await on futures that are already done can return without the
+    loop running those callbacks, and eager tasks finish inside ``create_task``. So each round
+    takes a snapshot of what is not done yet, and the loop ends when that snapshot is empty.
+    Outcomes are retrieved, so nothing is reported as never retrieved; they are not raised.
+    """
+    while True:
+        pending = [task for task in tasks if not task.done()]
+        if not pending:
+            break
+        await asyncio.wait(pending)
+        for task in pending:
+            if not task.cancelled():
+                task.exception()
 
 
 class Flag:

@@ -43,6 +43,8 @@ from tornado.iostream import IOStream, StreamClosedError
 from tornado.netutil import bind_sockets
 from tornado.tcpserver import TCPServer
 
+from ..waiting import drain
+
 logger = logging.getLogger("katcp_inspect.testing.proxy")
 
 #: What :meth:`Direction.inject_garbage` sends by default: no KATCP message starts so.
@@ -523,8 +525,7 @@ class FaultProxy:
         if server is not None:
             server.stop()
         self.drop_connections()
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await drain(self._tasks)
         for direction in (self.to_client, self.to_device):
             if direction._stall_handle is not None:
                 direction._stall_handle.cancel()
