@@ -1,8 +1,7 @@
 """The ``katcp-inspect`` command: ``demo``, ``inspect``, ``watch``, ``request`` and ``sim``.
 
 ``main()`` parses the arguments and runs one subcommand (each in ``cmd_<name>.py``). Tables and
-live views use rich, the ``cli`` extra; without it those subcommands print a one-line hint and
-exit with 2. Importing this package does not import rich, and the library never does.
+live views use rich, which only the subcommands import: the library itself never does.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from collections.abc import Sequence
 from .. import __version__
 from .cmd_sim import parent_parser
 from .common import (
-    CLI_EXTRA_HINT,
     DEFAULT_TIMEOUT,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -119,10 +117,6 @@ examples:
 exit codes: 0 stopped by Ctrl-C, SIGTERM or ?halt; 2 cannot listen on the address."""),
 }
 
-#: Subcommands that print tables or live views, and so need rich (``inspect --json`` not).
-NEEDS_RICH = {"demo", "watch", "inspect"}
-
-
 def _verbose_parent(default: object) -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("-v", "--verbose", action="count", default=default,
@@ -207,14 +201,6 @@ def setup_logging(verbose: int) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 
-def _rich_missing() -> bool:
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        return True
-    return False
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code (see ``katcp-inspect --help``)."""
     parser = build_parser()
@@ -223,10 +209,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
     setup_logging(args.verbose)
-    needs_rich = args.command in NEEDS_RICH and not getattr(args, "json", False)
-    if needs_rich and _rich_missing():
-        print(f"{PROG} {args.command} needs rich: {CLI_EXTRA_HINT}", file=sys.stderr)
-        return EXIT_ERROR
     module = importlib.import_module(f"{__name__}.cmd_{args.command}")
     try:
         if args.command == "sim":

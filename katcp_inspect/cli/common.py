@@ -17,13 +17,12 @@ EXIT_OK = 0
 #: ``request`` answered ``fail``.
 EXIT_FAIL = 1
 #: Bad usage, an ``invalid`` reply, a device that cannot be reached, a timeout, a lost
-#: connection; also a missing ``rich``.
+#: connection.
 EXIT_ERROR = 2
 #: Interrupted (Ctrl-C) during a one-shot command.
 EXIT_INTERRUPTED = 130
 
 DEFAULT_TIMEOUT = 5.0
-CLI_EXTRA_HINT = "pip install 'katcp-inspect[cli]'"
 
 #: Strategies and how many parameters each takes (KATCP v5).
 STRATEGY_PARAMS = {
