@@ -46,7 +46,7 @@ from .errors import (
 from .message import MAX_MID, ArgumentLike, Message, MessageType, MidLike
 from .protocol import KATCP_V4, ProtocolFlags
 from .stats import ClientStats, OnceLogger
-from .waiting import Flag, drain, with_timeout
+from .waiting import Flag, drain, start_task, with_timeout
 
 _REPLY = codec.REPLY
 _INFORM = codec.INFORM
@@ -390,7 +390,7 @@ class DeviceClient:
         assert loop is not None
         if new is S.CONNECTING:
             self.stats.connection_attempts += 1
-            self._connect_task = asyncio.ensure_future(self._connect())
+            self._connect_task = start_task(self._connect())
         elif new is S.NEGOTIATING:
             self.versions = {}
             self._assumed_flags = False

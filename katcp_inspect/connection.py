@@ -18,6 +18,7 @@ from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 from . import codec
 from .codec import ParsedItem
 from .errors import ConnectionLostError, LineTooLongError
+from .waiting import start_task
 
 logger = logging.getLogger("katcp_inspect.connection")
 
@@ -74,7 +75,7 @@ class Connection:
 
     def start(self) -> asyncio.Future[None]:
         """Start reading; the returned task ends once the connection is closed and reported."""
-        self._read_task = asyncio.ensure_future(self._read_loop())
+        self._read_task = start_task(self._read_loop())
         return self._read_task
 
     @property

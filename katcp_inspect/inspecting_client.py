@@ -38,7 +38,7 @@ from .request import Request, RequestType
 from .sampling import Strategy, StrategyBook, for_protocol, format_strategy, make_strategy
 from .sensor import Sensor
 from .stats import InspectingStats, OnceLogger
-from .waiting import Flag, with_timeout
+from .waiting import Flag, start_task, with_timeout
 
 T = TypeVar("T")
 ic_logger = logging.getLogger("katcp_inspect.inspecting_client")
@@ -250,7 +250,7 @@ class InspectingClientAsync:
             raise RuntimeError("the inspecting client is already running")
         self._running = True
         self.katcp_client.start()
-        self._loop_task = asyncio.ensure_future(self._state_loop())
+        self._loop_task = start_task(self._state_loop())
         if timeout:
             try:
                 await self.katcp_client.until_connected(timeout)

@@ -8,7 +8,7 @@ resolved, cancelled or timed out, and setting a flag resolves every waiter still
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Set
+from collections.abc import Awaitable, Coroutine, Set
 from typing import Any, TypeVar
 
 from .errors import WaitTimeoutError
@@ -37,6 +37,17 @@ async def _bounded(future: asyncio.Future[T], timeout: float) -> T:
         return await asyncio.wait_for(future, timeout)
     except asyncio.TimeoutError:
         raise WaitTimeoutError(f"not done within {timeout:g} s") from None
+
+
+def start_task(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """A task whose first step runs on a later turn of the loop, even under an eager task
+    factory (``asyncio.eager_task_factory`` runs a task's first step inside ``create_task``).
+
+    For tasks started in the middle of a state change: the caller finishes the change, and
+    stores the task, before the task can see anything or start another change. Constructing
+    the Task directly is what bypasses the loop's factory.
+    """
+    return asyncio.Task(coro)
 
 
 async def drain(tasks: Set[asyncio.Future[Any]]) -> None:

@@ -35,6 +35,7 @@ from ..errors import KatcpSyntaxError
 from ..kattypes import Address, SensorStatus, SensorType, encode_timestamp
 from ..message import ArgumentLike, Message, MessageParser, MessageType
 from ..protocol import ProtocolFlags
+from ..waiting import start_task
 from .sampling import ConnectionSampling, SamplingStrategy, StrategyError, parse_strategy
 from .sensors import DEMO_CHANGING, SimulatedSensor, ValueGenerator, demo_sensors
 
@@ -143,7 +144,7 @@ class ClientConnection:
         return self._closing or self._gone
 
     def start(self) -> None:
-        self._read_task = asyncio.ensure_future(self._read_loop())
+        self._read_task = start_task(self._read_loop())
 
     # -- output ------------------------------------------------------------------------------
 

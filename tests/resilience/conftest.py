@@ -1,4 +1,4 @@
-"""Resilience tests: the ``soak`` marker, and a ``figures`` fixture whose lines are printed in
+"""Resilience tests: a ``figures`` fixture whose lines are printed in
 the terminal summary (so the figures are seen even with ``-q``)."""
 
 from __future__ import annotations
@@ -8,11 +8,6 @@ from collections.abc import Callable
 import pytest
 
 _FIGURES: list[tuple[str, str]] = []
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "soak: a time-boxed soak test (about 30 s); deselect with -m 'not soak'")
 
 
 @pytest.fixture
