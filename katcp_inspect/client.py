@@ -46,6 +46,7 @@ from .errors import (
 from .message import MAX_MID, ArgumentLike, Message, MessageType, MidLike
 from .protocol import KATCP_V4, ProtocolFlags
 from .stats import ClientStats, OnceLogger
+from .text import printable
 from .waiting import Flag, drain, start_task, with_timeout
 
 _REPLY = codec.REPLY
@@ -732,7 +733,7 @@ class DeviceClient:
             self._negotiated(KATCP_V4)
 
     def _inform_disconnect(self, message: Message) -> None:
-        reason = message.format_argument(0) if message.arguments else "no reason given"
+        reason = printable(message.arguments[0]) if message.arguments else "no reason given"
         self.logger.info("%s is disconnecting us: %s", self.address, reason)
         if self._connection is not None and self._state is not ConnectionState.DISCONNECTING:
             self._set_state(ConnectionState.DISCONNECTING,

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import tornado.util
 
+from .text import printable
+
 if TYPE_CHECKING:
     from .message import Message
 
@@ -69,9 +71,9 @@ class RequestError(KatcpInspectError):
         self.informs = informs if informs is not None else []
         args = reply.arguments
         self.reason = args[1].decode("utf-8", "backslashreplace") if len(args) > 1 else ""
-        code = args[0].decode("utf-8", "backslashreplace") if args else "<no return code>"
+        code = printable(args[0]) if args else "<no return code>"
         text = f"?{reply.name} {code}"
-        super().__init__(f"{text}: {self.reason}" if self.reason else text)
+        super().__init__(f"{text}: {printable(args[1])}" if self.reason else text)
 
 
 class RequestFailedError(RequestError):

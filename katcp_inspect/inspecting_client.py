@@ -38,6 +38,7 @@ from .request import Request, RequestType
 from .sampling import Strategy, StrategyBook, for_protocol, format_strategy, make_strategy
 from .sensor import Sensor
 from .stats import InspectingStats, OnceLogger
+from .text import printable
 from .waiting import Flag, start_task, with_timeout
 
 T = TypeVar("T")
@@ -612,13 +613,13 @@ class InspectingClientAsync:
         stype, known = kattypes.type_from_name(info.type_name)
         if not known:
             self._problems.log(("type", info.type_name), "%s: sensor %s has unknown type %r; "
-                               "kept as a string sensor", self.bind_address_string, name,
-                               info.type_name)
+                               "kept as a string sensor", self.bind_address_string,
+                               printable(name), info.type_name)
         try:
             params = kattypes.parse_params(stype, info.params)
         except ValueError:
             self._problems.log("params", "%s: sensor %s has unparsable params %r; ignored",
-                               self.bind_address_string, name, info.params)
+                               self.bind_address_string, printable(name), info.params)
             params = []
         sensor = self.sensor_factory(name=info.name, sensor_type=stype,
                                      description=info.description, units=info.units,
@@ -750,9 +751,8 @@ class InspectingClientAsync:
 
     def _bad_update(self, name: bytes, exc: BaseException) -> None:
         self.stats.bad_updates += 1
-        text = name.decode("utf-8", "backslashreplace")
         self._problems.log(("bad-update", name), "%s: bad update for sensor %s (%s); skipped",
-                           self.bind_address_string, text, repr(exc))
+                           self.bind_address_string, printable(name), repr(exc))
 
     def _updater_for(self, raw_name: bytes) -> SensorUpdater | None:
         name = raw_name.decode("utf-8", "surrogateescape")
@@ -763,7 +763,7 @@ class InspectingClientAsync:
             except Exception:
                 self.stats.callback_errors += 1
                 self._problems.log(("factory", name), "%s: sensor_factory failed for %s",
-                                   self.bind_address_string, name, exc_info=True)
+                                   self.bind_address_string, printable(name), exc_info=True)
                 return None
             stype = getattr(sensor, "sensor_type", None)
             if not isinstance(stype, kattypes.SensorType):
@@ -772,7 +772,7 @@ class InspectingClientAsync:
             return updater
         self.stats.unknown_sensor_updates += 1
         self._problems.log("unknown-sensor", "%s: update for unknown sensor %s",
-                           self.bind_address_string, name)
+                           self.bind_address_string, printable(name))
         if name not in self._unknown_asked and self._state.data_synced:
             # Ask about a few names; past that (a confused or hostile device) relist once.
             if len(self._unknown_asked) < MAX_UNKNOWN_LOOKUPS:
@@ -798,7 +798,7 @@ class InspectingClientAsync:
         sensor = await self.future_get_sensor(name)
         if sensor is None:
             self._logger.error("Received update for %s, but could not create a sensor object",
-                               name)
+                               printable(name))
             return
         raw_name = name.encode("utf-8", "surrogateescape")
         updater = self._updaters.get(raw_name) or self._updater_for(raw_name)
@@ -878,8 +878,8 @@ class InspectingClientAsync:
         elif self.katcp_client.is_connected:
             self.stats.strategy_failures += 1
             self._problems.log(("strategy", name), "%s refused strategy %s for %s: %s",
-                               self.bind_address_string, format_strategy(strategy), name,
-                               reply[0])
+                               self.bind_address_string, format_strategy(strategy),
+                               printable(name), reply[0])
         return reply
 
     def _sampling_request(self, names: str, strategy: Strategy) -> asyncio.Future[Reply]:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Union
 
 from . import codec
 from .errors import KatcpSyntaxError
+from .text import printable
 
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*\Z")
 MAX_MID = 2**31 - 1
@@ -170,7 +171,10 @@ class Message:
         return self.encode()[:-1]
 
     def __str__(self) -> str:
-        return bytes(self).decode("utf-8", "backslashreplace")
+        """The wire form for display: what KATCP does not escape (BEL, bidi controls...) and
+        bytes that are not UTF-8 are spelled ``\\xNN``, so a device cannot drive a terminal
+        or forge a log line through a message that is shown."""
+        return printable(bytes(self), escape_backslash=False)
 
     def __repr__(self) -> str:
         text = str(self)

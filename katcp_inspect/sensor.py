@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Union
 from . import kattypes
 from .kattypes import STATUS_FROM_WIRE, SensorStatus, SensorType
 from .stats import OnceLogger
+from .text import printable
 
 if TYPE_CHECKING:
     import asyncio
@@ -185,7 +186,7 @@ class Sensor:
     def _observer_failed(self, observer: SensorObserver) -> None:
         # One broken observer must not starve the others of updates.
         _observer_problems.log((self.name, id(observer)), "Observer %r of sensor %s raised",
-                               observer, self.name, exc_info=True)
+                               observer, printable(self.name), exc_info=True)
 
     def set_value(self, value: Any, status: SensorStatus = SensorStatus.NOMINAL,
                   timestamp: float | None = None, major: int = 5) -> None:
@@ -236,4 +237,4 @@ class Sensor:
         return self._strategy_setter.set_sampling_strategy(self.name, strategy, *params)
 
     def __repr__(self) -> str:
-        return f"<Sensor {self.name} ({self.stype}) {self._reading}>"
+        return f"<Sensor {printable(self.name)} ({self.stype}) {self._reading}>"

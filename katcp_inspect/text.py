@@ -30,13 +30,18 @@ def _spell(char: str) -> str:
     return f"\\U{code:08x}"
 
 
-def printable(text: str | bytes | bytearray | memoryview) -> str:
+def printable(text: str | bytes | bytearray | memoryview, *,
+              escape_backslash: bool = True) -> str:
     """``text`` with control, format and separator characters (and backslashes) escaped.
 
-    Bytes are decoded as UTF-8; undecodable bytes appear as ``\\xNN``.
+    Bytes are decoded as UTF-8; undecodable bytes appear as ``\\xNN``. Text that already
+    escapes its own backslashes (KATCP's wire form, or a message built from escaped parts)
+    is passed with ``escape_backslash=False``, so that they are not doubled.
     """
     if not isinstance(text, str):
         text = bytes(text).decode("utf-8", errors="surrogateescape")
-    if text.isprintable() and "\\" not in text:
+    if text.isprintable() and (not escape_backslash or "\\" not in text):
         return text
-    return "".join(_spell(char) for char in text)
+    if escape_backslash:
+        return "".join(_spell(char) for char in text)
+    return "".join(char if char == "\\" else _spell(char) for char in text)

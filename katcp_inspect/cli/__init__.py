@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from ..text import printable
 from .cmd_sim import parent_parser
 from .common import (
     DEFAULT_TIMEOUT,
@@ -24,7 +25,7 @@ from .common import (
     parse_target,
     positive_float,
 )
-from .formatting import describe_error
+from .formatting import describe_error, sanitize_line
 
 PROG = "katcp-inspect"
 
@@ -192,10 +193,18 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
+class _PrintableFormatter(logging.Formatter):
+    """One record, one line: the library escapes device text in its messages, and this catches
+    any other logger's (tracebacks, appended after the line, keep their lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record), escape_backslash=False)
+
+
 def setup_logging(verbose: int) -> None:
     """Errors only by default (the command reports problems itself); ``-v``: everything."""
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.ERROR)
@@ -215,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(module.run(args))
         return int(asyncio.run(module.run(args)))
     except CliError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {sanitize_line(str(exc))}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -4,7 +4,6 @@ and print the requests and sensors as tables, or as JSON."""
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -14,7 +13,15 @@ import attrs
 
 from ..inspecting_client import InspectingClientAsync
 from .common import EXIT_OK, CliError, Target, compile_patterns
-from .formatting import SensorRow, escape_text, json_text, request_json, sensor_json
+from .formatting import (
+    SensorRow,
+    escape_text,
+    json_document,
+    json_text,
+    request_json,
+    sanitize_line,
+    sensor_json,
+)
 from .session import sync_client
 
 
@@ -83,7 +90,7 @@ def print_tables(found: Inspection, pattern: re.Pattern[str] | None) -> None:
     console.print(header)
     console.print(requests_table(found.requests, title=f"{len(found.requests)} requests"))
     title = f"{len(found.sensors)} sensors" + (
-        f" matching /{pattern.pattern}/" if pattern is not None else "")
+        f" matching /{sanitize_line(pattern.pattern)}/" if pattern is not None else "")
     console.print(sensors_table(found.sensors, found.time, title=title))
 
 
@@ -91,8 +98,7 @@ async def run(args: argparse.Namespace) -> int:
     pattern = compile_patterns([args.sensors] if args.sensors else [])
     found = await inspect_device(args.target, args.timeout, pattern)
     if args.json:
-        json.dump(found.to_json(), sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(json_document(found.to_json()) + "\n")
     else:
         print_tables(found, pattern)
     return EXIT_OK

@@ -7,8 +7,8 @@ and every function can be tested with plain data.
 from __future__ import annotations
 
 import datetime
+import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +20,7 @@ from ..inspecting_client import InspectingClientStateType
 from ..kattypes import LRU_ERROR, LRU_NOMINAL, Address, SensorStatus, SensorType
 from ..message import Message
 from ..sensor import Reading
+from ..text import printable
 
 #: rich style names by status: nominal green, warn yellow, error/failure/unreachable red,
 #: inactive dim, unknown the terminal's default.
@@ -35,39 +36,18 @@ STATUS_STYLES: Mapping[SensorStatus, str] = {
 
 _LRU_NAMES = {LRU_NOMINAL: "nominal", LRU_ERROR: "error"}
 
-# What cannot be printed as it is: C0 controls, DEL and C1 controls (a terminal would act on
-# them), lone surrogates (mostly the undecodable bytes of a surrogateescape-decoded string),
-# and the backslash, which introduces the escapes.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\\\\\ud800-\udfff]")
-_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e", "\\": "\\\\"}
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    char = match.group()
-    named = _NAMED_ESCAPES.get(char)
-    if named is not None:
-        return named
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
-        return f"\\x{code - 0xDC00:02x}"
-    if code > 0xFF:
-        return f"\\u{code:04x}"
-    return f"\\x{code:02x}"
-
 
 def escape_text(text: str | bytes | bytearray) -> str:
-    """Text safe to print: bytes that are not UTF-8 become ``\\xNN``, control characters
-    ``\\n``, ``\\t``, ``\\e``, ``\\xNN``..., and a backslash ``\\\\`` (so the escapes are not
-    ambiguous)."""
-    if isinstance(text, (bytes, bytearray)):
-        text = bytes(text).decode("utf-8", "surrogateescape")
-    return _UNPRINTABLE.sub(_escape_char, text)
+    """Device text safe to print (see :func:`~katcp_inspect.text.printable`): bytes that are not
+    UTF-8 become ``\\xNN``; control, format (bidi) and separator characters ``\\n``, ``\\t``,
+    ``\\x1b``, ``\\u202e``...; and a backslash ``\\\\`` (so the escapes are not ambiguous)."""
+    return printable(text)
 
 
 def sanitize_line(text: str) -> str:
-    """A line in KATCP's own escaping, with anything a terminal would still act on (control
-    characters KATCP does not escape) shown as ``\\xNN``; backslashes are left alone."""
-    return re.sub("[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Text that escapes its own backslashes (KATCP's wire form, a message built from escaped
+    parts) with anything a terminal would still act on escaped; backslashes are left alone."""
+    return printable(text, escape_backslash=False)
 
 
 def format_number(value: float) -> str:
@@ -162,13 +142,14 @@ def status_style(status: SensorStatus) -> str:
 
 
 def describe_error(error: BaseException | None) -> str:
-    """An exception as a short phrase: ``Connection refused`` rather than
+    """An exception as a short phrase safe to print: ``Connection refused`` rather than
     ``[Errno 111] Connection refused``."""
     if error is None:
         return "no error"
     if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return str(error) or type(error).__name__
+        return sanitize_line(error.strerror)
+    # The library escapes the device text it puts in its errors; this is for the others.
+    return sanitize_line(str(error)) or type(error).__name__
 
 
 def describe_state(state: InspectingClientStateType, connection: ConnectionState,
@@ -247,6 +228,26 @@ def json_text(text: str) -> str:
     except UnicodeEncodeError:  # a surrogate that stands for no byte
         raw = text.encode("utf-8", "backslashreplace")
     return raw.decode("utf-8", "backslashreplace")
+
+
+def json_document(data: Any) -> str:
+    """``data`` as indented JSON, with UTF-8 as it is but every character a terminal would act
+    on (``json`` leaves C1 controls, bidi controls and line separators raw) as ``\\uXXXX``."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    # Outside strings, json writes only printable ASCII and the newlines of the indentation.
+    return "\n".join(line if line.isprintable() else _json_escape(line)
+                     for line in text.split("\n"))
+
+
+def _json_escape(line: str) -> str:
+    return "".join(char if char.isprintable() else _json_code(ord(char)) for char in line)
+
+
+def _json_code(code: int) -> str:
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # JSON spells the others as a surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 @attrs.frozen

@@ -1,7 +1,8 @@
 """rich tables for requests and sensors, and the console they are printed on.
 
-Every device-supplied string goes into a :class:`rich.text.Text`, never into markup, so a
-sensor value such as ``[red]`` is shown as it is.
+Every device-supplied string is escaped (:func:`~katcp_inspect.text.printable`) and goes into
+a :class:`rich.text.Text`, never into markup, so a sensor value such as ``[red]`` is shown as
+it is; titles given as ``str`` (which may hold a user's pattern) are plain text too.
 """
 
 from __future__ import annotations
@@ -47,10 +48,15 @@ def status_text(status: SensorStatus) -> Text:
     return Text(status_name(status), style=status_style(status))
 
 
-def requests_table(requests: Iterable[Any], *, title: str | None = None) -> Table:
+def _plain(text: Text | str | None) -> Text | None:
+    # rich reads a str title as markup: a user's pattern such as '[/x]' would not parse.
+    return Text(text) if isinstance(text, str) else text
+
+
+def requests_table(requests: Iterable[Any], *, title: Text | str | None = None) -> Table:
     """Requests (objects with ``name``, ``description``, ``timeout_hint``): name, the first
-    line of the help, and the timeout hint."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    line of the help, and the timeout hint. A ``str`` title is plain text, not markup."""
+    table = Table(title=_plain(title), box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("Request", no_wrap=True, style="bold")
     table.add_column("Summary", overflow="ellipsis", no_wrap=True, max_width=72)
     table.add_column("Timeout hint", justify="right", no_wrap=True)
@@ -67,10 +73,10 @@ def sensors_table(rows: Iterable[SensorRow], now: float, *, detail: bool = True,
 
     ``detail``: name, type, units, params, status, value, age (for ``inspect``); otherwise
     name, status, value, units, age and updates, the readings seen so far (for live views).
-    Rows without a reading show ``-``.
+    Rows without a reading show ``-``. ``str`` titles and captions are plain text, not markup.
     """
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, title_justify="left",
-                  caption_justify="left")
+    table = Table(title=_plain(title), caption=_plain(caption), box=box.SIMPLE_HEAD,
+                  title_justify="left", caption_justify="left")
     table.add_column("Sensor", no_wrap=True, style="bold")
     if detail:
         table.add_column("Type", no_wrap=True)

@@ -61,7 +61,7 @@ S = InspectingClientStateType
     (b"caf\xe9", "caf\\xe9"),  # bytes that are not UTF-8: escaped
     (b"caf\xe9".decode("utf-8", "surrogateescape"), "caf\\xe9"),  # ...also once decoded
     ("two\nlines\tand a tab", "two\\nlines\\tand a tab"),
-    ("\x1b[31mred?", "\\e[31mred?"),  # no terminal escape gets through
+    ("\x1b[31mred?", "\\x1b[31mred?"),  # no terminal escape gets through
     ("bell\x07 del\x7f c1\x9b", "bell\\x07 del\\x7f c1\\x9b"),
     ("back\\slash", "back\\\\slash"),  # so the escapes above are unambiguous
     ("lone \ud800", "lone \\ud800"),
