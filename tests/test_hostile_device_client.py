@@ -22,11 +22,11 @@ from katcp_inspect import (
     ExponentialRandomBackoff,
     Message,
     ProtocolFlags,
+    ReplyTooLargeError,
     RequestTimeoutError,
     SensorStatus,
 )
 from katcp_inspect.connection import Connection
-from katcp_inspect.errors import ReplyTooLargeError
 from katcp_inspect.testing.raw_device import (
     GREETING_V5,
     RawDevice,
