@@ -37,8 +37,10 @@ from .errors import (
     ClientClosedError,
     ConnectionLostError,
     KatcpInspectError,
+    LineTooLongError,
     NotConnectedError,
     ProtocolError,
+    ReplyTooLargeError,
     RequestFailedError,
     RequestInvalidError,
     RequestTimeoutError,
@@ -47,7 +49,7 @@ from .message import MAX_MID, ArgumentLike, Message, MessageType, MidLike
 from .protocol import KATCP_V4, ProtocolFlags
 from .stats import ClientStats, OnceLogger
 from .text import printable
-from .waiting import Flag, drain, start_task, with_timeout
+from .waiting import Flag, check_timeout, drain, start_task, with_timeout
 
 _REPLY = codec.REPLY
 _INFORM = codec.INFORM
@@ -75,13 +77,18 @@ def default_reconnect_backoff() -> ExponentialRandomBackoff:
 class _Pending:
     """A request in flight (or queued behind another of the same name on a device without ids)."""
 
-    __slots__ = ("future", "informs", "key", "message", "sent", "timeout_handle")
+    __slots__ = ("future", "inform_bytes", "informs", "key", "message", "overflowed", "sent",
+                 "timeout_handle")
 
     def __init__(self, message: Message, key: bytes, future: asyncio.Future[Reply]) -> None:
         self.message = message
         self.key = key
         self.future = future
         self.informs: list[Message] = []
+        #: Bytes of the informs' arguments, against ``max_reply_bytes``.
+        self.inform_bytes = 0
+        #: Failed for exceeding a cap: what still comes for it is dropped.
+        self.overflowed = False
         self.timeout_handle: asyncio.TimerHandle | None = None
         self.sent = False
 
@@ -140,12 +147,29 @@ class DeviceClient:
     max_line_length
         Longest line accepted from the device; a longer one resets the connection.
     reconnect_backoff
-        Delay policy between attempts; reset once a connection is negotiated.
+        Delay policy between attempts; reset once a connection has proved healthy.
+    healthy_after
+        Seconds a negotiated connection must stay up to prove healthy (or
+        :meth:`mark_healthy`); only then is ``reconnect_backoff`` reset, so that a device that
+        greets and drops at once is retried ever more slowly, not hammered.
+    v4_grace
+        Seconds to wait, after a KATCP v4 ``#version`` or ``#build-state``, for a
+        ``#version-connect katcp-protocol`` that overrides it, before taking the device to be
+        v4. Devices send their whole greeting in one burst, so this can be short; if the line
+        still comes later, the client reconnects and then waits for it.
+    max_reply_informs, max_reply_bytes
+        Caps on the reply informs one request may collect (their number, and the bytes of
+        their arguments). Past either, the request fails with :class:`ReplyTooLargeError`,
+        what it had collected is released and what still comes for it is dropped. The
+        defaults let a 100 000-sensor ``?sensor-list`` through with room to spare.
     watchdog_interval, watchdog_timeout
         If an interval is given, ``?watchdog`` is sent that often while connected, and a reply
         slower than ``watchdog_timeout`` (or none) is taken as a dead connection.
     keepalive
         ``True`` (or a :class:`Keepalive`) turns on TCP keepalive on every connection.
+
+    Timeouts, intervals and delays must be finite numbers of seconds, at least 0 (``None``
+    where documented); anything else raises ``ValueError``.
     """
 
     def __init__(
@@ -165,7 +189,22 @@ class DeviceClient:
         watchdog_timeout: float = 5.0,
         keepalive: bool | Keepalive = False,
         logger: logging.Logger | None = None,
+        healthy_after: float = 10.0,
+        v4_grace: float = 0.1,
+        max_reply_informs: int = 500_000,
+        max_reply_bytes: int = 64 * 1024 * 1024,
     ) -> None:
+        for what, value in (("connect_timeout", connect_timeout),
+                            ("greeting_timeout", greeting_timeout),
+                            ("default_timeout", default_timeout),
+                            ("watchdog_timeout", watchdog_timeout),
+                            ("healthy_after", healthy_after), ("v4_grace", v4_grace)):
+            check_timeout(value, what, allow_none=False)
+        check_timeout(watchdog_interval, "watchdog_interval")
+        if watchdog_interval == 0:
+            raise ValueError("watchdog_interval must be more than 0 seconds")
+        if max_reply_informs < 1 or max_reply_bytes < 1:
+            raise ValueError("max_reply_informs and max_reply_bytes must be at least 1")
         self.host = host or "127.0.0.1"
         self.port = port
         self.auto_reconnect = auto_reconnect
@@ -180,6 +219,10 @@ class DeviceClient:
         self.watchdog_timeout = watchdog_timeout
         self.keepalive: Keepalive | None = (
             Keepalive() if keepalive is True else (keepalive or None))
+        self.healthy_after = healthy_after
+        self.v4_grace = v4_grace
+        self.max_reply_informs = max_reply_informs
+        self.max_reply_bytes = max_reply_bytes
         self.logger = logger or logging.getLogger("katcp_inspect.client")
         self._problems = OnceLogger(self.logger)
 
@@ -199,8 +242,17 @@ class DeviceClient:
         self._failures_in_a_row = 0
         #: Whether this device has ever greeted with katcp-protocol (then it is not v4).
         self._device_greets = False
-        #: Whether this connection's flags are the greeting fallback's, not the device's.
+        #: Whether this connection's flags are assumed (v4 by default), not announced.
         self._assumed_flags = False
+        #: Whether this connection's greeting included a v4 ``#version`` / ``#build-state``.
+        self._v4_greeting = False
+        #: Whether this device has sent katcp-protocol after the ``v4_grace`` (then the whole
+        #: greeting timeout is given to it).
+        self._greets_late = False
+        #: Whether the current connection is yet to prove healthy (see ``healthy_after``).
+        self._on_probation = False
+        #: Whether the connection ends because the user asked (no warning then).
+        self._user_disconnect = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: Connection | None = None
         #: The connection whose messages are being handled (none while disconnecting).
@@ -209,6 +261,7 @@ class DeviceClient:
         self._sleep_handle: asyncio.TimerHandle | None = None
         self._greeting_handle: asyncio.TimerHandle | None = None
         self._watchdog_handle: asyncio.TimerHandle | None = None
+        self._healthy_handle: asyncio.TimerHandle | None = None
         self._closing_tasks: set[asyncio.Future[Any]] = set()
         self._connected_flag = Flag()
         self._closed_flag = Flag(True)
@@ -270,6 +323,7 @@ class DeviceClient:
         assert (self._sleep_handle is not None) == (s is S.SLEEPING)
         assert (self._greeting_handle is not None) <= (s is S.NEGOTIATING)
         assert (self._watchdog_handle is not None) <= (s is S.CONNECTED)
+        assert (self._healthy_handle is not None) <= (s is S.CONNECTED)
         if s in (S.SLEEPING, S.CLOSED, S.DISCONNECTING):
             assert self._last_error is not None
         if s is S.CONNECTED:
@@ -315,7 +369,19 @@ class DeviceClient:
     def disconnect(self, reason: str = "disconnected by the client") -> None:
         """Drop the current connection; the client reconnects if it is set to."""
         if self._state in (ConnectionState.NEGOTIATING, ConnectionState.CONNECTED):
+            self._user_disconnect = True
             self._set_state(ConnectionState.DISCONNECTING, ConnectionLostError(reason))
+
+    def mark_healthy(self) -> None:
+        """Declare the current connection healthy now (e.g. once a sync completed), rather
+        than after ``healthy_after`` seconds: the reconnect backoff returns to its start."""
+        if self._healthy_handle is not None:
+            self._healthy_handle.cancel()
+            self._proved_healthy()
+
+    def _proved_healthy(self) -> None:
+        self._healthy_handle = None
+        self.reconnect_backoff.success()
 
     def until_connected(self, timeout: float | None = None) -> asyncio.Future[None]:
         """Resolves when the client is connected and negotiated (``TimeoutError`` after
@@ -379,6 +445,11 @@ class DeviceClient:
             if self._watchdog_handle is not None:
                 self._watchdog_handle.cancel()
                 self._watchdog_handle = None
+            self._on_probation = self._healthy_handle is not None
+            if self._healthy_handle is not None:
+                self._healthy_handle.cancel()
+                self._healthy_handle = None
+                self.stats.short_connections += 1
             self._fail_pending(self._loss_error())
         if new in (S.CONNECTING, S.SLEEPING, S.CLOSED):
             self._connection = None
@@ -391,16 +462,20 @@ class DeviceClient:
         assert loop is not None
         if new is S.CONNECTING:
             self.stats.connection_attempts += 1
+            self._user_disconnect = False
+            self._on_probation = False
             self._connect_task = start_task(self._connect())
         elif new is S.NEGOTIATING:
             self.versions = {}
             self._assumed_flags = False
+            self._v4_greeting = False
             self._greeting_handle = loop.call_later(self.greeting_timeout, self._greeting_timed_out)
         elif new is S.CONNECTED:
             self._last_error = None
             self.last_connect_time = loop.time()
             self.stats.connections += 1
-            self.reconnect_backoff.success()
+            # Not reset yet: a device that greets and drops at once must meet a growing backoff.
+            self._healthy_handle = loop.call_later(self.healthy_after, self._proved_healthy)
             self._connected_flag.set()
             self._schedule_watchdog()
         elif new is S.DISCONNECTING:
@@ -411,6 +486,8 @@ class DeviceClient:
             delay = self.reconnect_backoff.delay
             self.reconnect_backoff.failed()
             self._sleep_handle = loop.call_later(delay, self._wake)
+            if self._on_probation and not self._user_disconnect:
+                self._warn_short_connection(delay, loop.time())
         elif new is S.CLOSED:
             self._closed_flag.set()
 
@@ -437,6 +514,13 @@ class DeviceClient:
             if self._want_running:  # start() was called while we were closing
                 self._want_running = False
                 self.start()
+
+    def _warn_short_connection(self, delay: float, now: float) -> None:
+        lasted = now - (self.last_connect_time or now)
+        self._problems.log(
+            "short-connection", "The connection to %s ended %.2f s after it was negotiated "
+            "(%s); retrying in %.2f s, backing off further until a connection lasts %g s",
+            self.address, lasted, printable(str(self._last_error)), delay, self.healthy_after)
 
     def _loss_error(self) -> ConnectionLostError:
         error = self._last_error
@@ -488,31 +572,8 @@ class DeviceClient:
     # ------------------------------------------------------------------ connecting
 
     async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.connect_timeout
-        stream: IOStream | None = None
         try:
-            addresses = await asyncio.wait_for(self._resolver.resolve(self.host, self.port),
-                                               self.connect_timeout)
-            error: BaseException = OSError(f"no address for {self.host}")
-            for family, address in addresses:
-                stream = IOStream(socket.socket(family, socket.SOCK_STREAM),
-                                  max_write_buffer_size=64 * 1024 * 1024)
-                try:
-                    await asyncio.wait_for(stream.connect(address), deadline - loop.time())
-                    break
-                except (OSError, StreamClosedError, asyncio.TimeoutError) as exc:
-                    error = _connect_error(stream, exc)
-                    stream.close()
-                    stream = None
-                    if loop.time() >= deadline:
-                        break
-            if stream is None:
-                raise error
-        except asyncio.CancelledError:
-            if stream is not None:
-                stream.close()
-            raise
+            stream = await self._open_stream()
         except asyncio.TimeoutError:
             self._attempt_failed(ConnectionLostError(
                 f"no connection to {self.address} within {self.connect_timeout} s"))
@@ -520,7 +581,36 @@ class DeviceClient:
         except Exception as exc:
             self._attempt_failed(exc)
             return
-        self._stream_connected(stream)
+        try:
+            self._stream_connected(stream)
+        except Exception as exc:
+            # A bug of ours must end this attempt only, never leave the client dead.
+            self.logger.exception("Error setting up the connection to %s; this attempt ends",
+                                  self.address)
+            stream.close()
+            self._abandon(stream, exc)
+
+    async def _open_stream(self) -> IOStream:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        addresses = await asyncio.wait_for(self._resolver.resolve(self.host, self.port),
+                                           self.connect_timeout)
+        error: BaseException = OSError(f"no address for {self.host}")
+        for family, address in addresses:
+            stream = IOStream(socket.socket(family, socket.SOCK_STREAM),
+                              max_write_buffer_size=64 * 1024 * 1024)
+            try:
+                await asyncio.wait_for(stream.connect(address), deadline - loop.time())
+                return stream
+            except (OSError, StreamClosedError, asyncio.TimeoutError) as exc:
+                error = _connect_error(stream, exc)
+                stream.close()
+                if loop.time() >= deadline:
+                    break
+            except BaseException:  # cancelled by close(): no socket left behind
+                stream.close()
+                raise
+        raise error
 
     def _attempt_is_current(self) -> bool:
         # A cancelled connect task whose last await had already finished is not interrupted:
@@ -533,20 +623,41 @@ class DeviceClient:
         self._connect_task = None
         self._set_state(self._after_loss(), error)
 
+    def _abandon(self, stream: IOStream, error: BaseException) -> None:
+        """End the attempt or connection that ``stream`` belongs to, wherever it had got to."""
+        if self._attempt_is_current():
+            self._attempt_failed(error)
+        elif (self._connection is not None and self._connection.stream is stream
+              and self._state in (ConnectionState.NEGOTIATING, ConnectionState.CONNECTED)):
+            self._set_state(ConnectionState.DISCONNECTING, error)
+
     def _stream_connected(self, stream: IOStream) -> None:
         if not self._attempt_is_current():
             stream.close()
             return
-        self._connect_task = None
-        assert stream.socket is not None
-        stream.set_nodelay(True)
-        if self.keepalive is not None:
-            self.keepalive.apply(stream.socket)
+        # The device may have closed the connection already (a port forwarder with nothing
+        # behind it, a device at its client limit): that is a failed attempt like any other.
+        sock = stream.socket
+        if stream.closed() or sock is None:
+            self._attempt_failed(ConnectionLostError(
+                f"{self.address} closed the connection as soon as it was made"))
+            return
+        try:
+            stream.set_nodelay(True)
+            if self.keepalive is not None:
+                self.keepalive.apply(sock)
+        except OSError as exc:
+            stream.close()
+            self._attempt_failed(exc)
+            return
         connection = Connection(stream, max_line_length=self.max_line_length,
                                 on_items=self._on_items, on_closed=self._on_closed)
+        # Reading starts before the state changes: from NEGOTIATING on, the end of the read
+        # loop is what takes the client out of the connection, whatever ends it.
+        self._track_closing(connection.start())
+        self._connect_task = None
         self._connection = connection
         self._set_state(ConnectionState.NEGOTIATING)
-        self._track_closing(connection.start())
         if self.preset_flags is not None:
             self._negotiated(self.preset_flags)
 
@@ -561,7 +672,13 @@ class DeviceClient:
     def _greeting_timed_out(self) -> None:
         self._greeting_handle = None
         # A device that has greeted with katcp-protocol before is slow now, not a v4 device.
-        if self.greeting_fallback is not None and not self._device_greets:
+        if self._v4_greeting:
+            self.logger.debug("%s greeted as KATCP 4: no katcp-protocol line followed",
+                              self.address)
+            self._greets_late = False
+            self._assumed_flags = True
+            self._negotiated(KATCP_V4)
+        elif self.greeting_fallback is not None and not self._device_greets:
             self.logger.info("%s sent no protocol greeting within %g s; assuming KATCP %s",
                              self.address, self.greeting_timeout, self.greeting_fallback)
             self._assumed_flags = True
@@ -575,6 +692,8 @@ class DeviceClient:
         if self._state is S.DISCONNECTING:
             self._set_state(self._after_loss())
         elif self._state in (S.NEGOTIATING, S.CONNECTED):
+            if isinstance(reason, LineTooLongError):  # found before the line's end arrived
+                self._long_line()
             self._set_state(self._after_loss(), reason)
 
     # ------------------------------------------------------------------ receiving
@@ -614,14 +733,19 @@ class DeviceClient:
 
     def _bad_line(self, error: ValueError) -> None:
         if is_line_too_long(error):
-            self.stats.long_lines += 1
+            self._long_line()
             if self._connection is not None:
-                self._set_state(ConnectionState.DISCONNECTING, ConnectionLostError(
+                self._set_state(ConnectionState.DISCONNECTING, LineTooLongError(
                     f"{self.address} sent a line over {self.max_line_length} bytes"))
             return
         self.stats.bad_lines += 1
         self._problems.log("bad-line", "%s sent a malformed line (%s); skipped", self.address,
                            error)
+
+    def _long_line(self) -> None:
+        self.stats.long_lines += 1
+        self._problems.log("long-line", "%s sent a line over %d bytes; connection reset",
+                           self.address, self.max_line_length)
 
     def _handle_inform(self, raw: Any) -> None:
         name = raw.name
@@ -630,15 +754,25 @@ class DeviceClient:
         mid = raw.mid
         if mid is not None:
             pending = self._by_mid.get(mid)
-            if pending is not None:
-                message = Message.from_codec(raw)
-                pending.informs.append(message)
+            if pending is None:
+                self.stats.unmatched_informs += 1
+                self._problems.log("unmatched-inform", "%s: inform #%s[%d] matches no pending "
+                                   "request (late or unknown)", self.address,
+                                   printable(name), mid)
+            elif pending.key != name and not pending.overflowed:
+                self._misaddressed(raw, pending)
+                return
+            else:
+                if not self._collect(pending, raw):
+                    return
+                message = pending.informs[-1]
                 handled = True
         else:
             queue = self._by_name.get(name)
             if queue and queue[0].sent:
-                message = Message.from_codec(raw)
-                queue[0].informs.append(message)
+                if not self._collect(queue[0], raw):
+                    return
+                message = queue[0].informs[-1]
                 handled = True
         arg_hooks = self._argument_hooks.get(name)
         if arg_hooks is not None:
@@ -674,13 +808,50 @@ class DeviceClient:
         self.stats.callback_errors += 1
         self.logger.exception("Inform hook %r for #%s raised", hook, name.decode("ascii"))
 
+    def _collect(self, pending: _Pending, raw: Any) -> bool:
+        """Add a reply inform to its request, within the caps; whether it was added."""
+        if pending.overflowed:
+            self.stats.overflow_dropped += 1
+            return False
+        pending.inform_bytes += sum(map(len, raw.arguments))
+        if (len(pending.informs) >= self.max_reply_informs
+                or pending.inform_bytes > self.max_reply_bytes):
+            self._overflow(pending)
+            return False
+        pending.informs.append(Message.from_codec(raw))
+        return True
+
+    def _overflow(self, pending: _Pending) -> None:
+        # The request stays in the tables, so that the rest of its reply is recognised and
+        # dropped (not taken for another request's), until the reply or its timeout.
+        pending.overflowed = True
+        count = len(pending.informs)
+        pending.informs = []
+        self.stats.oversized_replies += 1
+        self.stats.overflow_dropped += 1
+        error = ReplyTooLargeError(
+            f"?{pending.message.name} to {self.address}: the reply exceeded {count} informs or "
+            f"{pending.inform_bytes} bytes (caps: max_reply_informs={self.max_reply_informs}, "
+            f"max_reply_bytes={self.max_reply_bytes}); the rest of it is dropped")
+        self._problems.log("oversized-reply", "%s", str(error))
+        if not pending.future.done():
+            pending.future.set_exception(error)
+
+    def _misaddressed(self, raw: Any, pending: _Pending) -> None:
+        self.stats.misaddressed += 1
+        kind = "!" if raw.mtype is _REPLY else "#"
+        self._problems.log("misaddressed", "%s: %s%s[%d] carries the id of ?%s; dropped",
+                           self.address, kind, printable(raw.name), raw.mid,
+                           pending.message.name)
+
     def _handle_reply(self, raw: Any) -> None:
         mid = raw.mid
         pending: _Pending | None
         if mid is not None:
             pending = self._by_mid.get(mid)
             if pending is not None and pending.key != raw.name:
-                pending = None
+                self._misaddressed(raw, pending)
+                return
         else:
             queue = self._by_name.get(raw.name)
             pending = queue[0] if queue and queue[0].sent else None
@@ -688,10 +859,12 @@ class DeviceClient:
             self.stats.unmatched_replies += 1
             self._problems.log("unmatched-reply", "%s: reply !%s%s matches no pending request "
                                "(late or unknown); dropped", self.address,
-                               raw.name.decode("ascii"), "" if mid is None else f"[{mid}]")
+                               printable(raw.name), "" if mid is None else f"[{mid}]")
             return
         self._finish(pending)
-        if not pending.future.done():
+        if pending.overflowed:
+            self.stats.overflow_dropped += 1
+        elif not pending.future.done():
             pending.future.set_result((Message.from_codec(raw), pending.informs))
 
     def _inform_version_connect(self, message: Message) -> None:
@@ -719,6 +892,7 @@ class DeviceClient:
         elif self._assumed_flags and self._state is ConnectionState.CONNECTED:
             # The greeting was late, not missing: everything decided on the assumed version
             # (timestamp units, ids, hints) is wrong. Start again on a fresh connection.
+            self._greets_late = True
             self._set_state(ConnectionState.DISCONNECTING, ProtocolError(
                 f"{self.address} greeted with KATCP {flags} after the client had assumed "
                 f"{self.protocol_flags}; reconnecting"))
@@ -729,8 +903,19 @@ class DeviceClient:
     def _inform_v4_greeting(self, message: Message) -> None:
         self.versions[message.name] = tuple(a.decode("utf-8", "backslashreplace")
                                             for a in message.arguments)
-        if self._state is ConnectionState.NEGOTIATING:
-            self._negotiated(KATCP_V4)
+        if self._state is not ConnectionState.NEGOTIATING or self._v4_greeting:
+            return
+        self._v4_greeting = True
+        if self._greets_late:
+            return  # its katcp-protocol line came late before: give it the whole timeout
+        # Only the katcp-protocol line decides, and a KATCP 5 device may send it after a
+        # #build-state: wait for it a little (it comes in the same burst), not the whole
+        # greeting timeout, which would delay every connection to a real v4 device.
+        loop = asyncio.get_running_loop()
+        handle = self._greeting_handle
+        if handle is not None and handle.when() > loop.time() + self.v4_grace:
+            handle.cancel()
+            self._greeting_handle = loop.call_later(self.v4_grace, self._greeting_timed_out)
 
     def _inform_disconnect(self, message: Message) -> None:
         reason = printable(message.arguments[0]) if message.arguments else "no reason given"
@@ -793,10 +978,12 @@ class DeviceClient:
         It fails with :class:`NotConnectedError`, :class:`ConnectionLostError` (or
         :class:`ClientClosedError`) or :class:`RequestTimeoutError`. ``timeout`` defaults to
         ``default_timeout``, or the device's timeout hint for ``name`` when that is longer; pass
-        ``math.inf`` for none. ``use_mid`` (default: when the device supports ids) and ``mid``
-        (an explicit id) control message ids; without an id, requests of the same name are
+        ``math.inf`` for none (NaN or a negative timeout raises ``ValueError``). ``use_mid``
+        (default: when the device supports ids) and ``mid`` (an explicit id) control message
+        ids; without an id, requests of the same name are
         sent one at a time, since only the name can match their replies.
         """
+        check_timeout(timeout, "timeout", allow_inf=True)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
         if not self.is_connected:
@@ -901,8 +1088,10 @@ class DeviceClient:
 
     def _timed_out(self, pending: _Pending, timeout: float) -> None:
         pending.timeout_handle = None
-        self.stats.request_timeouts += 1
         self._finish(pending)
+        if pending.overflowed:
+            return  # already failed; only its place in the tables was kept
+        self.stats.request_timeouts += 1
         if not pending.future.done():
             pending.future.set_exception(RequestTimeoutError(
                 f"?{pending.message.name} to {self.address} timed out after {timeout:g} s"))

@@ -82,3 +82,9 @@ class RequestFailedError(RequestError):
 
 class RequestInvalidError(RequestError):
     """The device replied ``invalid``: it considers the request malformed or unknown."""
+
+
+class ReplyTooLargeError(KatcpInspectError):
+    """The device sent more reply informs (or bytes of them) for one request than the client's
+    cap allows (``max_reply_informs`` / ``max_reply_bytes``). The informs received so far are
+    dropped; so is what still comes for that request."""

@@ -172,7 +172,9 @@ class InspectingClientAsync:
         self._unknown_asked: set[str] = set()
         self._unknown_relisted = False
         self._update_on_lookup = True
-        self._timestamp_scale = 1.0
+        #: Wire timestamp units per second (KATCP 4: milliseconds); dividing by it is exact
+        #: for whole milliseconds, where multiplying by 0.001 is not.
+        self._ticks_per_second = 1.0
         self.katcp_client: DeviceClient = self.inform_hook_client_factory(
             host, port, auto_reconnect=auto_reconnect, logger=logger)
         client = self.katcp_client
@@ -429,9 +431,9 @@ class InspectingClientAsync:
 
     def _on_connected(self) -> None:
         flags = self.katcp_client.protocol_flags
-        scale = flags.timestamp_scale if flags is not None else 1.0
-        if scale != self._timestamp_scale:  # another protocol version: decode anew
-            self._timestamp_scale = scale
+        ticks = 1000.0 if flags is not None and flags.major < 5 else 1.0
+        if ticks != self._ticks_per_second:  # another protocol version: decode anew
+            self._ticks_per_second = ticks
             self._updaters.clear()
         self._epoch += 1
         self._applied = {}
@@ -633,7 +635,7 @@ class InspectingClientAsync:
         """How wire readings reach ``sensor``: straight into our own :class:`Sensor`, or
         decoded here for objects from other factories, and for timestamp-typed values from a
         KATCP v4 device (milliseconds)."""
-        major = 5 if self._timestamp_scale == 1.0 else 4
+        major = 5 if self._ticks_per_second == 1.0 else 4
         if isinstance(sensor, Sensor) and (stype != kattypes.SensorType.TIMESTAMP or major >= 5):
             return sensor.update_from_wire
         decode = kattypes.value_decoder(stype, major=major)
@@ -724,12 +726,12 @@ class InspectingClientAsync:
             updater = self._updaters.get(args[2])
             if updater is not None:
                 try:
-                    updater(float(args[0]) * self._timestamp_scale, args[3], args[4])
+                    updater(float(args[0]) / self._ticks_per_second, args[3], args[4])
                 except (KeyError, ValueError) as exc:
                     self._bad_update(args[2], exc)
                 return
         try:
-            timestamp = float(args[0]) * self._timestamp_scale
+            timestamp = float(args[0]) / self._ticks_per_second
             n = int(args[1])
             if n < 0 or len(args) != 2 + 3 * n:
                 raise ValueError(f"{len(args)} arguments for {n} readings")
@@ -803,7 +805,7 @@ class InspectingClientAsync:
         raw_name = name.encode("utf-8", "surrogateescape")
         updater = self._updaters.get(raw_name) or self._updater_for(raw_name)
         assert updater is not None
-        ts = float(timestamp) * (self._timestamp_scale if isinstance(timestamp, bytes) else 1)
+        ts = float(timestamp) / (self._ticks_per_second if isinstance(timestamp, bytes) else 1)
         try:
             updater(ts, status if isinstance(status, bytes) else
                     kattypes.STATUS_TO_WIRE[SensorStatus(status)],

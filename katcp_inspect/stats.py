@@ -3,36 +3,73 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 
+class _Tally:
+    """Occurrences of one kind since its last WARNING line."""
+
+    __slots__ = ("count", "since")
+
+    def __init__(self, since: float) -> None:
+        self.count = 0
+        self.since = since
+
+
+#: The kind that kinds past :attr:`OnceLogger.MAX_KINDS` are counted under.
+_OTHER_KINDS = object()
+
+
 class OnceLogger:
-    """Logs the first occurrence of each kind at WARNING and the rest at DEBUG.
+    """Logs the first occurrence of each kind at WARNING, the rest at DEBUG, and at most one
+    WARNING summary per kind and ``period``: the latest occurrence, with the number seen since
+    the kind's previous WARNING line.
 
     A device that sends the same bad line ten thousand times must not produce ten thousand
-    warnings, but the first one must be seen.
+    warnings, but the first one must be seen, and so must the fact that it goes on. The summary
+    is written when an occurrence arrives at least ``period`` seconds after the previous
+    WARNING of its kind (no timer: the logger needs no event loop).
     """
 
     #: Kinds remembered at most: kinds can come from the network (a sensor name per kind), so
-    #: past this many every new kind is logged at DEBUG, which also bounds the memory used.
+    #: past this many, new kinds are counted together as one, which also bounds the memory used.
     MAX_KINDS = 1000
+    #: Default seconds between two WARNING lines of one kind.
+    PERIOD = 60.0
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, *, period: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.logger = logger
-        self._seen: set[object] = set()
+        self.period = self.PERIOD if period is None else period
+        self._clock = clock
+        self._seen: dict[object, _Tally] = {}
 
     def log(self, kind: object, msg: str, *args: Any, exc_info: bool = False) -> None:
-        if kind in self._seen or len(self._seen) > self.MAX_KINDS:
+        now = self._clock()
+        tally = self._seen.get(kind)
+        if tally is None and len(self._seen) >= self.MAX_KINDS:
+            kind = _OTHER_KINDS
+            tally = self._seen.get(kind)
+        if tally is None:
+            self._seen[kind] = _Tally(now)
+            if kind is _OTHER_KINDS:
+                self.logger.warning("Too many kinds of problem to warn about each: from now on "
+                                    "new kinds are counted together")
+            self.logger.warning(msg + " (further occurrences are logged at DEBUG, and counted "
+                                "every %g s)", *args, self.period, exc_info=exc_info)
+            return
+        tally.count += 1
+        if now - tally.since < self.period:
             self.logger.debug(msg, *args, exc_info=exc_info)
             return
-        self._seen.add(kind)
-        if len(self._seen) > self.MAX_KINDS:
-            self.logger.warning("Too many kinds of problem to warn about each: from now on "
-                                "new ones are logged at DEBUG only")
-        self.logger.warning(msg + " (further occurrences are logged at DEBUG)", *args,
-                            exc_info=exc_info)
+        self.logger.warning(msg + " (%d more like this since the warning %.0f s ago)", *args,
+                            tally.count, now - tally.since, exc_info=exc_info)
+        tally.count = 0
+        tally.since = now
 
 
 @attrs.define
@@ -47,12 +84,23 @@ class ClientStats:
     connections: int = 0
     #: Negotiated connections that were later lost or closed.
     disconnects: int = 0
+    #: Negotiated connections lost before they proved healthy (so the backoff kept growing).
+    short_connections: int = 0
     #: Lines that did not parse (skipped; the connection goes on).
     bad_lines: int = 0
     #: Lines over the maximum length (each resets the connection).
     long_lines: int = 0
-    #: Replies (and reply informs) that matched no pending request: late, unknown id, unasked.
+    #: Replies that matched no pending request: late, unknown id, unasked.
     unmatched_replies: int = 0
+    #: Informs with a message id that matches no pending request (late, or never asked).
+    unmatched_informs: int = 0
+    #: Replies and reply informs carrying the message id of a request of another name
+    #: (dropped: they must not enter that request's result).
+    misaddressed: int = 0
+    #: Requests failed with ``ReplyTooLargeError``: more reply informs than the client's cap.
+    oversized_replies: int = 0
+    #: Reply informs and replies dropped because their request had exceeded that cap.
+    overflow_dropped: int = 0
     #: Requests sent by the device to us; a client does not answer them.
     unexpected_requests: int = 0
     #: Inform hooks or callbacks that raised (logged; the others still ran).

@@ -8,6 +8,7 @@ resolved, cancelled or timed out, and setting a flag resolves every waiter still
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Coroutine, Set
 from typing import Any, TypeVar
 
@@ -22,14 +23,44 @@ def done_future(result: T) -> asyncio.Future[T]:
     return future
 
 
+def check_timeout(timeout: float | None, what: str = "timeout", *,
+                  allow_none: bool = True, allow_inf: bool = False) -> None:
+    """Raise ``ValueError`` unless ``timeout`` is a finite number of seconds, at least 0.
+
+    NaN must never reach a timer: it breaks the ordering of the event loop's timer heap, which
+    then delays unrelated timers.
+    """
+    if timeout is None and allow_none:
+        return
+    if (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout >= 0
+            and (math.isfinite(timeout) or allow_inf)):
+        return
+    raise ValueError(f"{what} must be a finite number of seconds, at least 0, not {timeout!r}")
+
+
 def with_timeout(awaitable: Awaitable[T], timeout: float | None) -> asyncio.Future[T]:
     """A future for ``awaitable`` that fails with :class:`WaitTimeoutError` after ``timeout``
     seconds (``None``: never), cancelling the awaitable so that a waiter leaves its set at once.
+
+    A timeout that is not a finite number of seconds, at least 0, raises ``ValueError`` (and the
+    awaitable is cancelled, so that a waiter does not stay behind).
     """
+    try:
+        check_timeout(timeout)
+    except ValueError:
+        _discard(awaitable)
+        raise
     future = asyncio.ensure_future(awaitable)
     if timeout is None:
         return future
     return asyncio.ensure_future(_bounded(future, timeout))
+
+
+def _discard(awaitable: Awaitable[Any]) -> None:
+    if isinstance(awaitable, Coroutine):
+        awaitable.close()
+    elif isinstance(awaitable, asyncio.Future):
+        awaitable.cancel()
 
 
 async def _bounded(future: asyncio.Future[T], timeout: float) -> T:

@@ -313,7 +313,7 @@ async def test_line_over_the_maximum_resets_the_connection(io_loop: Any) -> None
         peer = await server.next_connection()
         peer.send(b"#log " + b"x" * 5000)  # no newline yet: known to be too long already
         await wait_until(lambda: client.stats.disconnects == 1, what="the reset")
-        assert client.stats.long_lines == 0  # detected before its end
+        assert client.stats.long_lines == 1  # detected before its end, and counted
         await client.until_connected(timeout=5)  # and a fresh connection follows
         await client.close()
 
@@ -377,17 +377,19 @@ async def test_when_connected_counts_failures_after_the_call(io_loop: Any) -> No
         await client.close()
 
 
-async def test_reconnect_backoff_is_reset_only_after_negotiation(io_loop: Any) -> None:
+async def test_reconnect_backoff_is_reset_only_once_a_connection_proved_healthy(
+        io_loop: Any) -> None:
     async with scripted_server(b"") as server:
         backoff = ExponentialRandomBackoff(0.01, 1.0, 2.0, 0.5)
         client = fast_client(server.port, greeting_timeout=0.02, greeting_fallback=None,
-                             reconnect_backoff=backoff)
+                             reconnect_backoff=backoff, healthy_after=0.1)
         client.start()
         await wait_until(lambda: client.stats.connect_failures >= 3, timeout=5)
         assert backoff._base_delay >= 0.08  # TCP connected each time, yet it backed off
         server.greeting = GREETING_V5
         await client.until_connected(timeout=5)
-        assert backoff._base_delay == 0.01
+        assert backoff._base_delay >= 0.08  # negotiated, but not yet proved healthy
+        await wait_until(lambda: backoff._base_delay == 0.01, what="the reset")
         await client.close()
 
 
