@@ -166,6 +166,23 @@ async def test_connect_with_a_timeout_overtaken_by_stop_fails_and_can_be_retried
         await client.stop()
 
 
+async def test_stop_awaited_by_the_state_callback_ends(io_loop: Any) -> None:
+    async with third_party_device() as server:
+        client = make_client(port_of(server))
+        stopped: list[bool] = []
+
+        async def callback(state: State, changes: Any) -> None:
+            if state == SYNCED and not stopped:
+                await asyncio.wait_for(client.stop(), 5)
+                stopped.append(True)
+
+        client.set_state_callback(callback)
+        await client.connect()
+        await wait_until(lambda: bool(stopped), timeout=10, what="the stop in the callback")
+        await asyncio.wait_for(client.until_stopped(), 5)
+        assert client.state == DISCONNECTED and state_loops(client) == 0
+
+
 @pytest.mark.parametrize("seed", range(12))
 async def test_any_sequence_of_connect_and_stop_ends_in_the_last_call(io_loop: Any,
                                                                      seed: int) -> None:
