@@ -479,62 +479,83 @@ class InspectingClientAsync:
         synced_epoch = -1
         try:
             while run == self._run and self.katcp_client.running:
-                if not self.is_connected():
-                    await self._report(DISCONNECTED)
-                    await self._sleep_until(self.is_connected)
-                    continue
-                epoch = self._epoch
-                new_connection = epoch != synced_epoch
-                if new_connection:
-                    self._work = _Work(all_requests=True, all_sensors=True)
-                    if not self.initial_inspection:  # katcp-python: skip the first one only
-                        self.initial_inspection = True
-                        self._work = _Work()
-                    synced_epoch = epoch
-                work, self._work = self._work, _Work()
-                if work or new_connection:
-                    await self._report(SYNCING)
-                if work:
-                    try:
-                        await self._inspect(work)
-                    except Exception as exc:
-                        self._work.merge(work.widened() if isinstance(exc, _Inconsistent)
-                                         else work)
-                        if not self.is_connected() or run != self._run:
-                            continue
-                        self.stats.failed_syncs += 1
-                        delay = backoff.delay
-                        backoff.failed()
-                        expected = isinstance(exc, (KatcpInspectError, ConnectionError,
-                                                    TimeoutError))
-                        # A bug (ours, or a user's factory) must not end the loop either.
-                        self._logger.warning("%s: sync failed (%s); retrying in %.2f s",
-                                             self.bind_address_string, str(exc), delay,
-                                             exc_info=not expected)
-                        await self._sleep_until(lambda: False, delay)
-                        continue
-                    backoff.success()
-                changes = self._model.changes_since(self._reported)
-                self._reported = self._model.snapshot()
-                self._dirty = False
-                if work or changes is not None:
-                    await self._report(DATA_SYNCED_CHANGED if changes else DATA_SYNCED, changes)
-                changes = None  # not kept alive while the loop waits
-                if self.is_connected() and epoch == self._epoch:
-                    await self._apply_sampling()
-                # Synced only with nothing known to be left to do: no change announced
-                # meanwhile, no lookup's change unreported, the same connection, not stopped.
-                if (self._work or self._dirty or run != self._run or not self.is_connected()
-                        or epoch != self._epoch):
-                    continue
-                await self._report(SYNCED)
-                await self._sleep_until(lambda: bool(self._work) or self._dirty)
+                try:
+                    synced_epoch = await self._step(run, backoff, synced_epoch)
+                except Exception:
+                    # A bug (ours, or in user code we call) must not end the loop: log it
+                    # with its traceback and try again after the backoff.
+                    self.stats.failed_syncs += 1
+                    delay = backoff.delay
+                    backoff.failed()
+                    self._logger.exception("%s: the state loop failed; retrying in %.2f s",
+                                           self.bind_address_string, delay)
+                    await self._sleep_until(lambda: False, delay)
         finally:
             if run == self._run:  # the connection closed for good: the client is stopped
                 self._running = False
                 self._stopped = True
                 self._end_waiters()
             await self._report(DISCONNECTED)
+
+    async def _step(self, run: int, backoff: ExponentialRandomBackoff, synced_epoch: int) -> int:
+        """One round of the loop: wait for a connection; or inspect what is needed, report,
+        apply strategies, report synced and wait for more work. Returns the connection epoch
+        whose first inspection has been started."""
+        if not self.is_connected():
+            await self._report(DISCONNECTED)
+            await self._sleep_until(self.is_connected)
+            return synced_epoch
+        epoch = self._epoch
+        new_connection = epoch != synced_epoch
+        if new_connection:
+            self._work = _Work(all_requests=True, all_sensors=True)
+            if not self.initial_inspection:  # katcp-python: skip the first one only
+                self.initial_inspection = True
+                self._work = _Work()
+        work, self._work = self._work, _Work()
+        if work or new_connection:
+            await self._report(SYNCING)
+        if work and not await self._inspect_or_back_off(work, run, backoff):
+            return epoch
+        changes = self._model.changes_since(self._reported)
+        self._reported = self._model.snapshot()
+        self._dirty = False
+        if work or changes is not None:
+            await self._report(DATA_SYNCED_CHANGED if changes else DATA_SYNCED, changes)
+        changes = None  # not kept alive while the loop waits
+        if self.is_connected() and epoch == self._epoch:
+            await self._apply_sampling()
+        # Synced only with nothing known to be left to do: no change announced meanwhile, no
+        # lookup's change unreported, the same connection, not stopped.
+        if (self._work or self._dirty or run != self._run or not self.is_connected()
+                or epoch != self._epoch):
+            return epoch
+        await self._report(SYNCED)
+        await self._sleep_until(lambda: bool(self._work) or self._dirty)
+        return epoch
+
+    async def _inspect_or_back_off(self, work: _Work, run: int,
+                                   backoff: ExponentialRandomBackoff) -> bool:
+        """Inspect ``work``; on failure put it back (listed whole if an answer was
+        inconsistent), log, and wait for the backoff. Whether it succeeded."""
+        try:
+            await self._inspect(work)
+        except Exception as exc:
+            self._work.merge(work.widened() if isinstance(exc, _Inconsistent) else work)
+            if not self.is_connected() or run != self._run:
+                return False
+            self.stats.failed_syncs += 1
+            delay = backoff.delay
+            backoff.failed()
+            expected = isinstance(exc, (KatcpInspectError, ConnectionError, TimeoutError))
+            # A bug (ours, or a user's factory) is logged with its traceback.
+            self._logger.warning("%s: sync failed (%s); retrying in %.2f s",
+                                 self.bind_address_string, str(exc), delay,
+                                 exc_info=not expected)
+            await self._sleep_until(lambda: False, delay)
+            return False
+        backoff.success()
+        return True
 
     async def _sleep_until(self, condition: Callable[[], bool],
                            delay: float | None = None) -> None:

@@ -183,6 +183,30 @@ async def test_stop_awaited_by_the_state_callback_ends(io_loop: Any) -> None:
         assert client.state == DISCONNECTED and state_loops(client) == 0
 
 
+async def test_a_bug_in_a_loop_round_is_logged_and_retried(io_loop: Any, caplog: Any) -> None:
+    """Whatever raises inside the state loop ends that round, not the loop (and leaves no
+    exception unretrieved for stop() to trip on)."""
+    async with third_party_device() as server:
+        client = fast(make_client(port_of(server), auto_sampling="auto"))
+        apply_sampling = client._apply_sampling
+        calls = 0
+
+        async def buggy(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise ZeroDivisionError("a bug")
+            return await apply_sampling(*args)
+
+        client._apply_sampling = buggy  # type: ignore[method-assign,assignment]
+        await client.connect()
+        await client.until_synced(timeout=5)
+        assert calls == 2 and client.stats.failed_syncs == 1
+        assert any("state loop failed" in r.getMessage() and r.exc_info
+                   for r in caplog.records)
+        await asyncio.wait_for(client.stop(), 5)
+
+
 @pytest.mark.parametrize("seed", range(12))
 async def test_any_sequence_of_connect_and_stop_ends_in_the_last_call(io_loop: Any,
                                                                      seed: int) -> None:
