@@ -29,6 +29,7 @@ from .model import (
     AttrDict,
     DeviceModel,
     RequestInfo,
+    SensorInfo,
     parse_help,
     parse_sensor_list,
     parse_timeout_hints,
@@ -229,6 +230,7 @@ class InspectingClientAsync:
         client.hook_inform_arguments("sensor-status", self._on_sensor_status)
         client.hook_inform("interface-changed", self._on_interface_changed)
         client.hook_inform("device-changed", self._on_interface_changed)
+        client.hook_unhandled_inform(self._on_stray_inform)
         client.add_connected_callback(self._on_connected)
         client.add_disconnected_callback(self._on_disconnected)
         # Without auto-reconnect a failed attempt closes the client, which ends the loop.
@@ -625,6 +627,38 @@ class InspectingClientAsync:
                 self._logger.debug("%s sent #device-changed (treated as #interface-changed)",
                                    self.bind_address_string)
             work.all_requests = work.all_sensors = True
+        self._poke()
+
+    def _on_stray_inform(self, message: Message) -> None:
+        """A listing inform that answers no request: a late or duplicated answer. One that
+        disagrees with the model means that, without message ids, a stray answer may have
+        been taken for the real one (a duplicated refusal looks like any other): list that
+        half again. One that agrees (the usual duplicate) changes nothing."""
+        if message.name == "sensor-list":
+            try:
+                info = SensorInfo.from_arguments(message.arguments)
+            except ValueError:
+                return
+            if self._model.sensors.get(info.name) != info:
+                self._relist_after_stray(message, sensors=True)
+        elif message.name == "help" and message.arguments:
+            found, _ = parse_help([message])
+            if any(self._described(name) != text for name, text in found.items()):
+                self._relist_after_stray(message, sensors=False)
+
+    def _described(self, name: str) -> str | None:
+        info = self._model.requests.get(name)
+        return None if info is None else info.description
+
+    def _relist_after_stray(self, message: Message, sensors: bool) -> None:
+        self.stats.inconsistent_answers += 1
+        self._problems.log(("stray", message.name), "%s: #%s answering no request disagrees "
+                           "with the model; listing again", self.bind_address_string,
+                           message.name)
+        if sensors:
+            self._work.all_sensors = True
+        else:
+            self._work.all_requests = True
         self._poke()
 
     # ------------------------------------------------------------------ inspection

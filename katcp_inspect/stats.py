@@ -84,5 +84,6 @@ class InspectingStats:
     #: ``?sensor-sampling`` requests the device refused.
     strategy_failures: int = 0
     #: Inspection answers that could not be the reply to their request (a named one listing
-    #: other names, a count that disagrees with the informs): not applied, listed again.
+    #: other names, a count that disagrees with the informs): not applied, listed again; and
+    #: listing informs that answered no request and disagreed with the model.
     inconsistent_answers: int = 0

@@ -383,6 +383,31 @@ async def test_a_duplicated_reply_never_alters_the_model_v4(io_loop: Any) -> Non
         await client.stop()
 
 
+async def test_a_duplicated_refusal_taken_by_the_next_request_is_undone_v4(
+        io_loop: Any) -> None:
+    """A duplicated refusal cannot be told from a real one without message ids: ?sensor-list b
+    takes the duplicate of the refusal for the unknown "a0" and b leaves the model. b's real
+    answer then arrives answering nothing and disagreeing with the model: the client lists
+    the sensors again."""
+    names = ["a", "b", "c"]
+    async with raw_device(GREETING_V4, {"sensor-list": plain_listing(names, copies=2)}) as device:
+        client = fast(make_client(device.port))
+        client.katcp_client.greeting_timeout = 0.2
+        await client.connect()
+        await client.until_synced(timeout=5)
+        listings = sum(1 for m in device.received if m.name == "sensor-list" and not m.arguments)
+        device.all[-1].send(b"#interface-changed sensor a0 removed\n"
+                            b"#interface-changed sensor b modified\n")
+        await wait_until(lambda: sum(1 for m in device.received if m.name == "sensor-list"
+                                     and not m.arguments) > listings
+                         and client.state == SYNCED and set(client.sensors) == set(names),
+                         timeout=5, what="the relist")
+        assert client.stats.inconsistent_answers >= 1
+        await asyncio.sleep(0.1)  # the duplicates of the relist agree: nothing more happens
+        assert client.state == SYNCED and set(client.sensors) == set(names)
+        await client.stop()
+
+
 async def test_a_listing_whose_count_disagrees_is_not_applied(io_loop: Any) -> None:
     answers = 0
 
