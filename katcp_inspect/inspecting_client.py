@@ -630,10 +630,14 @@ class InspectingClientAsync:
         self._poke()
 
     def _on_stray_inform(self, message: Message) -> None:
-        """A listing inform that answers no request: a late or duplicated answer. One that
-        disagrees with the model means that, without message ids, a stray answer may have
+        """A listing inform that answers no request: a late or duplicated answer. Without
+        message ids, one that disagrees with the model means that a stray answer may have
         been taken for the real one (a duplicated refusal looks like any other): list that
-        half again. One that agrees (the usual duplicate) changes nothing."""
+        half again. One that agrees (the usual duplicate) changes nothing; with message ids
+        nothing can be mistaken for the answer to another request."""
+        flags = self.katcp_client.protocol_flags
+        if flags is None or flags.message_ids:
+            return
         if message.name == "sensor-list":
             try:
                 info = SensorInfo.from_arguments(message.arguments)
