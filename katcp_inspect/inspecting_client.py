@@ -14,14 +14,14 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Iterable
-from typing import Any, Callable, NamedTuple, Optional, TypeVar
+from typing import Any, Callable, NamedTuple, Optional
 
 import attrs
 from tornado.ioloop import IOLoop
 
 from . import kattypes
 from .backoff import ExponentialRandomBackoff
-from .client import DeviceClient, Reply
+from .client import ConnectionState, DeviceClient, Reply
 from .errors import ClientClosedError, KatcpInspectError
 from .kattypes import STATUS_FROM_WIRE, SensorStatus
 from .message import Message
@@ -39,15 +39,17 @@ from .sampling import Strategy, StrategyBook, for_protocol, format_strategy, mak
 from .sensor import Sensor
 from .stats import InspectingStats, OnceLogger
 from .text import printable
-from .waiting import Flag, start_task, with_timeout
+from .waiting import Flag, check_timeout, start_task, with_timeout
 
-T = TypeVar("T")
 ic_logger = logging.getLogger("katcp_inspect.inspecting_client")
 
 #: Names per bulk ``?sensor-sampling`` request, so that no line gets huge.
 BULK_SAMPLING_CHUNK = 500
 #: Unknown sensors (names in updates but not in the model) looked up one by one, per connection.
 MAX_UNKNOWN_LOOKUPS = 100
+#: Past this many changed names in one half (requests or sensors), that half is listed whole:
+#: a burst of named ``#interface-changed`` costs one listing, not a request per name.
+MAX_NAMED_INSPECTIONS = 100
 
 
 class InspectingClientStateType(NamedTuple):
@@ -94,13 +96,55 @@ class _Work:
         self.requests |= other.requests
         self.sensors |= other.sensors
 
+    def widened(self) -> _Work:
+        """The same work with each half that names items listed whole instead."""
+        return _Work(all_requests=self.all_requests or bool(self.requests),
+                     all_sensors=self.all_sensors or bool(self.sensors))
 
-def _answer_to(found: dict[str, T], asked: str | None) -> dict[str, T]:
-    """The part of several named inspections' results that answers the one for ``asked``
-    (all of it for a full inspection or a ``/regex/``)."""
-    if asked is None or (asked.startswith("/") and asked.endswith("/")):
-        return found
-    return {name: info for name, info in found.items() if name == asked}
+    def coalesced(self) -> _Work:
+        """Many names of one half are cheaper as one listing of that half."""
+        if len(self.requests) <= MAX_NAMED_INSPECTIONS >= len(self.sensors):
+            return self
+        return _Work(self.all_requests or len(self.requests) > MAX_NAMED_INSPECTIONS,
+                     self.all_sensors or len(self.sensors) > MAX_NAMED_INSPECTIONS,
+                     self.requests if len(self.requests) <= MAX_NAMED_INSPECTIONS else set(),
+                     self.sensors if len(self.sensors) <= MAX_NAMED_INSPECTIONS else set())
+
+
+class _Inconsistent(SyncError):
+    """An answer that cannot be the reply to the request it matched: a named inspection that
+    lists other names, or a reply whose count disagrees with its informs. Without message ids
+    (KATCP 4) it is how a duplicated or stray reply shows; it is retried as a whole listing,
+    which no stray answer to a named request can be mistaken for."""
+
+
+@attrs.frozen
+class _Call:
+    """One inspection request: what it is for, and the name it asks about (None: all)."""
+
+    kind: str
+    request: str
+    asked: str | None
+
+    @property
+    def is_pattern(self) -> bool:
+        return self.asked is not None and self.asked.startswith("/") and self.asked.endswith("/")
+
+
+def _count(reply: Message) -> int | None:
+    """The number of informs a listing's reply (``!name ok N``) announces, if it does."""
+    if len(reply.arguments) < 2:
+        return None
+    try:
+        return int(reply.arguments[1])
+    except ValueError:
+        return None
+
+
+def _failed(exc: BaseException) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
 
 
 def _now(make: Callable[[str], Any], name: str) -> asyncio.Future[Any]:
@@ -163,7 +207,14 @@ class InspectingClientAsync:
         self._last_reported: State | None = None
         self._state_cb: StateCallback | None = None
         self._state_waiters: dict[asyncio.Future[None], Callable[[State], bool]] = {}
+        self._connected_waiters: set[asyncio.Future[None]] = set()
+        #: Between connect() and stop() (or the end of the loop when the connection closes
+        #: for good).
         self._running = False
+        #: Stopped since the last connect(); before the first one, waiters wait for it.
+        self._stopped = False
+        #: Bumped by every connect() and stop(): the run a state loop belongs to.
+        self._run = 0
         self._loop_task: asyncio.Future[None] | None = None
         self._wake = Flag()
         self._work = _Work()
@@ -181,6 +232,7 @@ class InspectingClientAsync:
         client.hook_inform_arguments("sensor-status", self._on_sensor_status)
         client.hook_inform("interface-changed", self._on_interface_changed)
         client.hook_inform("device-changed", self._on_interface_changed)
+        client.hook_unhandled_inform(self._on_stray_inform)
         client.add_connected_callback(self._on_connected)
         client.add_disconnected_callback(self._on_disconnected)
         # Without auto-reconnect a failed attempt closes the client, which ends the loop.
@@ -239,51 +291,105 @@ class InspectingClientAsync:
         self._state_cb = cb
 
     # ------------------------------------------------------------------ lifecycle
+    #
+    # connect() and stop() take effect in the order they are called, and the last one decides:
+    # each bumps ``_run``, and a state loop (or a start still waiting for the previous run to
+    # end) belongs to one run and stands down as soon as it is no longer the current one. A
+    # new run starts only once the previous run's loop has ended and its connection is
+    # closed, so there is never more than one state loop.
 
     def connect(self, timeout: float | None = None) -> asyncio.Future[None]:
-        """Start the client and its state loop. With a ``timeout``, also wait that long for the
-        first (negotiated) connection; on expiry the client is stopped again and can be
-        connected anew, and ``TimeoutError`` is raised."""
-        return asyncio.ensure_future(self._connect(timeout))
+        """Start the client and its state loop; resolves once started. With a ``timeout``,
+        also wait that long for the first (negotiated) connection; on expiry the client is
+        stopped again and can be connected anew, and ``TimeoutError`` is raised.
+
+        Right after :meth:`stop` (awaited or not), the new run starts once the old one has
+        ended. If :meth:`stop` is called before this start happened, the stop wins: the future
+        resolves without starting anything, or, with a ``timeout``, fails with
+        :class:`ClientClosedError`, as it does when :meth:`stop` ends the wait for the first
+        connection. Connecting a running client fails with ``RuntimeError``.
+        """
+        check_timeout(timeout)
+        if self._running:
+            return _failed(RuntimeError("the inspecting client is already running"))
+        self._running = True
+        self._stopped = False
+        self._run += 1
+        return asyncio.ensure_future(self._connect(self._run, timeout))
 
     start = connect
 
-    async def _connect(self, timeout: float | None) -> None:
-        if self._running:
-            raise RuntimeError("the inspecting client is already running")
-        self._running = True
+    async def _connect(self, run: int, timeout: float | None) -> None:
+        await self._previous_run_ended()
+        if run != self._run:
+            if timeout:
+                raise ClientClosedError("the inspecting client was stopped before it connected")
+            return
         self.katcp_client.start()
-        self._loop_task = start_task(self._state_loop())
+        self._loop_task = start_task(self._state_loop(run))
         if timeout:
             try:
-                await self.katcp_client.until_connected(timeout)
+                await self.until_connected(timeout)
             except BaseException:
-                await self._stop()
+                if run == self._run:
+                    await self.stop()
                 raise
+
+    async def _previous_run_ended(self) -> None:
+        previous = self._loop_task
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous})
+        if self.katcp_client.state is not ConnectionState.CLOSED:
+            await asyncio.wait({self.katcp_client.until_closed()})
 
     def stop(self, timeout: float | None = None) -> asyncio.Future[None]:
         """Stop the state loop and close the connection. The returned future (which never
-        fails) resolves once everything has stopped; awaiting it is optional."""
-        return asyncio.ensure_future(self._stop(timeout))
+        fails) resolves once this run has ended: its loop has made its last report and the
+        connection is closed, whatever is called afterwards; awaiting it is optional.
+
+        Every ``until_*`` waiter then pending ends at once: those whose condition holds for a
+        stopped client (e.g. :meth:`until_not_synced`) resolve, the others fail with
+        :class:`ClientClosedError`, as do waiters made while the client is stopped.
+        """
+        check_timeout(timeout)
+        self._running = False
+        self._stopped = True
+        self._run += 1
+        self._end_waiters()
+        self._wake.set()
+        closed = self.katcp_client.close()
+        loop_task = self._loop_task
+        if loop_task is asyncio.current_task():
+            loop_task = None  # called by the state callback: the loop ends once it returns
+        return asyncio.ensure_future(self._stop(closed, loop_task, timeout))
 
     close = stop
 
-    async def _stop(self, timeout: float | None = None) -> None:
-        self._running = False
-        self._wake.set()
+    async def _stop(self, closed: asyncio.Future[None], loop_task: asyncio.Future[None] | None,
+                    timeout: float | None) -> None:
         try:
-            await with_timeout(self._wait_stopped(), timeout)
+            await with_timeout(self._ended(closed, loop_task), timeout)
         except TimeoutError:
             self._logger.warning("%s: stop() still waiting after %s s", self.bind_address_string,
                                  timeout)
 
-    async def _wait_stopped(self) -> None:
-        await self.katcp_client.close()
-        if self._loop_task is not None:
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+    @staticmethod
+    async def _ended(closed: asyncio.Future[None],
+                     loop_task: asyncio.Future[None] | None) -> None:
+        await closed
+        if loop_task is not None:
+            await asyncio.wait({loop_task})
 
     def until_stopped(self, timeout: float | None = None) -> asyncio.Future[None]:
+        """Resolves once the client is stopped (at once if it was never started): by
+        :meth:`stop`, or because the connection closed for good (``auto_reconnect=False``)."""
         return with_timeout(self._wait_stopped(), timeout)
+
+    async def _wait_stopped(self) -> None:
+        loop_task = self._loop_task
+        if loop_task is not None:
+            await asyncio.wait({loop_task})
+        await self.katcp_client.until_closed()
 
     def join(self, timeout: float | None = None) -> asyncio.Future[None]:
         """The same as :meth:`until_stopped` (katcp-python's ``join`` did nothing here)."""
@@ -293,13 +399,33 @@ class InspectingClientAsync:
 
     def _until(self, predicate: Callable[[State], bool],
                timeout: float | None) -> asyncio.Future[None]:
+        """A waiter for a state. Made before the first :meth:`connect` it waits for it; made
+        while stopped it resolves or fails at once (see :meth:`stop`)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if predicate(self._state):
+        if predicate(DISCONNECTED if self._stopped else self._state):
             future.set_result(None)
+        elif self._stopped:
+            future.set_exception(ClientClosedError("the inspecting client is stopped"))
         else:
             self._state_waiters[future] = predicate
             future.add_done_callback(self._forget_waiter)
         return with_timeout(future, timeout)
+
+    def _end_waiters(self) -> None:
+        """Resolve or fail every waiter: the client is stopped."""
+        stopped = ClientClosedError("the inspecting client was stopped")
+        waiters, self._state_waiters = self._state_waiters, {}
+        for future, predicate in waiters.items():
+            if future.done():
+                continue
+            if predicate(DISCONNECTED):
+                future.set_result(None)
+            else:
+                future.set_exception(stopped)
+        connected, self._connected_waiters = self._connected_waiters, set()
+        for future in connected:
+            if not future.done():
+                future.set_exception(stopped)
 
     def _forget_waiter(self, future: asyncio.Future[None]) -> None:
         self._state_waiters.pop(future, None)
@@ -320,8 +446,17 @@ class InspectingClientAsync:
         return self._until(lambda s: s.data_synced, timeout)
 
     def until_connected(self, timeout: float | None = None) -> asyncio.Future[None]:
-        """Wait for a negotiated connection (the protocol flags are known)."""
-        return self.katcp_client.until_connected(timeout)
+        """Wait for a negotiated connection (the protocol flags are known); like the other
+        ``until_*`` waiters it ends when the client is stopped."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._stopped:
+            future.set_exception(ClientClosedError("the inspecting client is stopped"))
+        elif self._running and self.katcp_client.is_connected:
+            future.set_result(None)
+        else:
+            self._connected_waiters.add(future)
+            future.add_done_callback(self._connected_waiters.discard)
+        return with_timeout(future, timeout)
 
     # ------------------------------------------------------------------ the state loop
 
@@ -344,76 +479,100 @@ class InspectingClientAsync:
             self.stats.callback_errors += 1
             self._logger.exception("State callback %r raised for %s", cb, state)
 
-    async def _state_loop(self) -> None:
+    async def _state_loop(self, run: int) -> None:
         backoff = self.resync_delay = ExponentialRandomBackoff(self.initial_resync_timeout,
                                                                self.max_resync_timeout)
         synced_epoch = -1
         try:
-            while self._running and self.katcp_client.running:
-                if not self.is_connected():
-                    await self._report(DISCONNECTED)
-                    await self._sleep_until(self.is_connected)
-                    continue
-                epoch = self._epoch
-                new_connection = epoch != synced_epoch
-                if new_connection:
-                    self._work = _Work(all_requests=True, all_sensors=True)
-                    if not self.initial_inspection:  # katcp-python: skip the first one only
-                        self.initial_inspection = True
-                        self._work = _Work()
-                    synced_epoch = epoch
-                work, self._work = self._work, _Work()
-                if work or new_connection:
-                    await self._report(SYNCING)
-                if work:
-                    try:
-                        await self._inspect(work)
-                    except Exception as exc:
-                        self._work.merge(work)
-                        if not self.is_connected() or not self._running:
-                            continue
-                        self.stats.failed_syncs += 1
-                        delay = backoff.delay
-                        backoff.failed()
-                        expected = isinstance(exc, (KatcpInspectError, ConnectionError,
-                                                    TimeoutError))
-                        # A bug (ours, or a user's factory) must not end the loop either.
-                        self._logger.warning("%s: sync failed (%s); retrying in %.2f s",
-                                             self.bind_address_string, str(exc), delay,
-                                             exc_info=not expected)
-                        await self._sleep_until(lambda: False, delay)
-                        continue
-                    backoff.success()
-                changes = self._model.changes_since(self._reported)
-                self._reported = self._model.snapshot()
-                self._dirty = False
-                if work or changes is not None:
-                    await self._report(DATA_SYNCED_CHANGED if changes else DATA_SYNCED, changes)
-                changes = None  # not kept alive while the loop waits
-                if self.is_connected() and epoch == self._epoch:
-                    await self._apply_sampling()
-                if not (self._running and self.is_connected() and epoch == self._epoch):
-                    continue
-                await self._report(SYNCED)
-                await self._sleep_until(lambda: bool(self._work) or self._dirty)
+            while run == self._run and self.katcp_client.running:
+                try:
+                    synced_epoch = await self._step(run, backoff, synced_epoch)
+                except Exception:
+                    # A bug (ours, or in user code we call) must not end the loop: log it
+                    # with its traceback and try again after the backoff.
+                    self.stats.failed_syncs += 1
+                    delay = backoff.delay
+                    backoff.failed()
+                    self._logger.exception("%s: the state loop failed; retrying in %.2f s",
+                                           self.bind_address_string, delay)
+                    await self._sleep_until(lambda: False, delay)
         finally:
-            self._running = False
+            if run == self._run:  # the connection closed for good: the client is stopped
+                self._running = False
+                self._stopped = True
+                self._end_waiters()
             await self._report(DISCONNECTED)
-            # What is still awaited can no longer happen: say so instead of hanging.
-            stopped = ClientClosedError("the inspecting client was stopped")
-            for future in list(self._state_waiters):
-                if not future.done():
-                    future.set_exception(stopped)
+
+    async def _step(self, run: int, backoff: ExponentialRandomBackoff, synced_epoch: int) -> int:
+        """One round of the loop: wait for a connection; or inspect what is needed, report,
+        apply strategies, report synced and wait for more work. Returns the connection epoch
+        whose first inspection has been started."""
+        if not self.is_connected():
+            await self._report(DISCONNECTED)
+            await self._sleep_until(self.is_connected)
+            return synced_epoch
+        epoch = self._epoch
+        new_connection = epoch != synced_epoch
+        if new_connection:
+            self._work = _Work(all_requests=True, all_sensors=True)
+            if not self.initial_inspection:  # katcp-python: skip the first one only
+                self.initial_inspection = True
+                self._work = _Work()
+        work, self._work = self._work, _Work()
+        if work or new_connection:
+            await self._report(SYNCING)
+        if work and not await self._inspect_or_back_off(work, run, backoff):
+            return epoch
+        changes = self._model.changes_since(self._reported)
+        self._reported = self._model.snapshot()
+        self._dirty = False
+        if work or changes is not None:
+            await self._report(DATA_SYNCED_CHANGED if changes else DATA_SYNCED, changes)
+        changes = None  # not kept alive while the loop waits
+        if self.is_connected() and epoch == self._epoch:
+            await self._apply_sampling()
+        # Synced only with nothing known to be left to do: no change announced meanwhile, no
+        # lookup's change unreported, the same connection, not stopped.
+        if (self._work or self._dirty or run != self._run or not self.is_connected()
+                or epoch != self._epoch):
+            return epoch
+        await self._report(SYNCED)
+        await self._sleep_until(lambda: bool(self._work) or self._dirty)
+        return epoch
+
+    async def _inspect_or_back_off(self, work: _Work, run: int,
+                                   backoff: ExponentialRandomBackoff) -> bool:
+        """Inspect ``work``; on failure put it back (listed whole if an answer was
+        inconsistent), log, and wait for the backoff. Whether it succeeded."""
+        try:
+            await self._inspect(work)
+        except Exception as exc:
+            self._work.merge(work.widened() if isinstance(exc, _Inconsistent) else work)
+            if not self.is_connected() or run != self._run:
+                return False
+            self.stats.failed_syncs += 1
+            delay = backoff.delay
+            backoff.failed()
+            expected = isinstance(exc, (KatcpInspectError, ConnectionError, TimeoutError))
+            # A bug (ours, or a user's factory) is logged with its traceback.
+            self._logger.warning("%s: sync failed (%s); retrying in %.2f s",
+                                 self.bind_address_string, str(exc), delay,
+                                 exc_info=not expected)
+            await self._sleep_until(lambda: False, delay)
+            return False
+        backoff.success()
+        return True
 
     async def _sleep_until(self, condition: Callable[[], bool],
                            delay: float | None = None) -> None:
         """Wait until ``condition()`` holds, the connection changes, we are stopped, or
         ``delay`` passes; every event source sets the wake flag."""
+        run = self._run
         epoch = self._epoch
         connected = self.katcp_client.is_connected
         loop = asyncio.get_running_loop()
         deadline = None if delay is None else loop.time() + delay
-        while (self._running and self.katcp_client.running and not condition()
+        while (run == self._run and self.katcp_client.running and not condition()
                and epoch == self._epoch and connected == self.katcp_client.is_connected):
             self._wake.clear()
             remaining = None if deadline is None else deadline - loop.time()
@@ -439,6 +598,10 @@ class InspectingClientAsync:
         self._applied = {}
         self._unknown_asked = set()
         self._unknown_relisted = False
+        connected, self._connected_waiters = self._connected_waiters, set()
+        for future in connected:
+            if not future.done():
+                future.set_result(None)
         self._poke()
 
     def _on_disconnected(self) -> None:
@@ -470,6 +633,42 @@ class InspectingClientAsync:
             work.all_requests = work.all_sensors = True
         self._poke()
 
+    def _on_stray_inform(self, message: Message) -> None:
+        """A listing inform that answers no request: a late or duplicated answer. Without
+        message ids, one that disagrees with the model means that a stray answer may have
+        been taken for the real one (a duplicated refusal looks like any other): list that
+        half again. One that agrees (the usual duplicate) changes nothing; with message ids
+        nothing can be mistaken for the answer to another request."""
+        flags = self.katcp_client.protocol_flags
+        if flags is None or flags.message_ids:
+            return
+        if message.name == "sensor-list":
+            try:
+                info = SensorInfo.from_arguments(message.arguments)
+            except ValueError:
+                return
+            if self._model.sensors.get(info.name) != info:
+                self._relist_after_stray(message, sensors=True)
+        elif message.name == "help" and message.arguments:
+            found, _ = parse_help([message])
+            if any(self._described(name) != text for name, text in found.items()):
+                self._relist_after_stray(message, sensors=False)
+
+    def _described(self, name: str) -> str | None:
+        info = self._model.requests.get(name)
+        return None if info is None else info.description
+
+    def _relist_after_stray(self, message: Message, sensors: bool) -> None:
+        self.stats.inconsistent_answers += 1
+        self._problems.log(("stray", message.name), "%s: #%s answering no request disagrees "
+                           "with the model; listing again", self.bind_address_string,
+                           message.name)
+        if sensors:
+            self._work.all_sensors = True
+        else:
+            self._work.all_requests = True
+        self._poke()
+
     # ------------------------------------------------------------------ inspection
 
     def inspect(self) -> asyncio.Future[AttrDict | None]:
@@ -496,90 +695,105 @@ class InspectingClientAsync:
             return changes.get(part)
         return changes
 
-    async def _ask(self, name: str, *args: Any, timeout: float | None,
-                   named: bool) -> list[Message] | None:
+    async def _ask(self, call: _Call, timeout: float | None) -> Reply | None:
         """Send one inspection request; ``None`` means a named lookup found nothing (the
         device's wording of its refusal does not matter: B4)."""
+        args = () if call.asked is None else (call.asked,)
         reply, informs = await self.katcp_client.request_raw(
-            name, *args, timeout=self.sync_timeout if timeout is None else timeout)
+            call.request, *args, timeout=self.sync_timeout if timeout is None else timeout)
         if reply.reply_ok():
-            return informs
-        if named:
+            return reply, informs
+        if call.asked is not None:
             return None
-        raise SyncError(f"?{name} failed during sync: {reply}")
+        raise SyncError(f"?{call.request} failed during sync: {reply}")
+
+    def _inconsistent(self, call: _Call, why: str) -> _Inconsistent:
+        self.stats.inconsistent_answers += 1
+        asked = "" if call.asked is None else " " + printable(call.asked)
+        self._problems.log(("inconsistent", call.kind), "%s: inconsistent answer to ?%s%s "
+                           "(%s); not applied, listed again", self.bind_address_string,
+                           call.request, asked, why)
+        return _Inconsistent(f"inconsistent answer to ?{call.request}{asked}: {why}")
+
+    def _calls(self, work: _Work) -> list[_Call]:
+        flags = self.katcp_client.protocol_flags
+        hints = flags is not None and flags.request_timeout_hints
+        calls = []
+        for asked in [None] if work.all_requests else sorted(work.requests):
+            calls.append(_Call("help", "help", asked))
+            if hints:
+                calls.append(_Call("hint", "request-timeout-hint", asked))
+        if work.all_sensors:
+            calls.append(_Call("sensors", "sensor-list", None))
+        else:
+            calls.extend(_Call("sensors", "sensor-list", asked) for asked in sorted(work.sensors))
+        return calls
 
     async def _inspect(self, work: _Work, timeout: float | None = None) -> None:
         """Ask the device for what ``work`` names, all requests in flight together, then apply
-        the results to the model in one step. If anything fails, nothing is applied."""
-        flags = self.katcp_client.protocol_flags
-        hints_wanted = flags is not None and flags.request_timeout_hints
-        calls: list[tuple[str, str | None, Awaitable[list[Message] | None]]] = []
-
-        def ask(kind: str, request: str, name: str | None) -> None:
-            args = () if name is None else (name,)
-            calls.append((kind, name, self._ask(request, *args, timeout=timeout,
-                                                named=name is not None)))
-
-        if work.all_requests:
-            ask("help", "help", None)
-            if hints_wanted:
-                ask("hint", "request-timeout-hint", None)
-        for name in () if work.all_requests else sorted(work.requests):
-            ask("help", "help", name)
-            if hints_wanted:
-                ask("hint", "request-timeout-hint", name)
-        if work.all_sensors:
-            ask("sensors", "sensor-list", None)
-        for name in () if work.all_sensors else sorted(work.sensors):
-            ask("sensors", "sensor-list", name)
-        results = await asyncio.gather(*(c for _, _, c in calls), return_exceptions=True)
+        the results to the model in one step. If anything fails, or any answer cannot be the
+        reply to its request, nothing is applied."""
+        work = work.coalesced()
+        calls = self._calls(work)
+        results = await asyncio.gather(*(self._ask(call, timeout) for call in calls),
+                                       return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 if isinstance(result, (KatcpInspectError, ConnectionError, TimeoutError)):
                     raise SyncError(f"inspection of {self.bind_address_string} failed: "
                                     f"{result}") from result
                 raise result
-
+        answers: list[tuple[_Call, dict[str, Any]]] = []
         hints: dict[str, float] = {}
-        requests: dict[str, RequestInfo] = {}
-        sensors: dict[str, SensorInfo] = {}
-        for (kind, _, _), result in zip(calls, results):
-            assert not isinstance(result, BaseException)
-            informs = result or []
-            if kind == "help":
-                found, problems = parse_help(informs)
-                for request_name, description in found.items():
-                    requests[request_name] = RequestInfo(request_name, description)
-            elif kind == "hint":
-                found_hints, problems = parse_timeout_hints(informs)
-                hints.update(found_hints)
+        for call, result in zip(calls, results):
+            if isinstance(result, BaseException):  # all raised above; this narrows the type
+                raise result
+            found = {} if result is None else self._parse(call, *result)
+            if call.kind == "hint":
+                hints.update(found)
             else:
-                found_sensors, problems = parse_sensor_list(informs)
-                sensors.update(found_sensors)
-            for problem in problems:
-                self.stats.bad_informs += 1
-                self._problems.log(("inform", kind), "%s: %s", self.bind_address_string, problem)
-        for request_name, info in requests.items():
-            if request_name in hints:
-                requests[request_name] = attrs.evolve(info, timeout_hint=hints[request_name])
-        self._apply(
-            requests if (work.all_requests or work.requests) else None,
-            sensors if (work.all_sensors or work.sensors) else None,
-            None if work.all_requests else work.requests,
-            None if work.all_sensors else work.sensors)
+                answers.append((call, found))
+        self._apply(answers, hints)
         self.stats.syncs += 1
 
-    def _apply(self, requests: dict[str, RequestInfo] | None,
-               sensors: dict[str, SensorInfo] | None,
-               asked_requests: set[str] | None, asked_sensors: set[str] | None) -> None:
+    def _parse(self, call: _Call, reply: Message, informs: list[Message]) -> dict[str, Any]:
+        """One answer's informs, by name, checked against the reply: it cannot be the answer
+        to ``call`` if its count (``!name ok N``) matches neither the informs that came nor the
+        well-formed ones, or if a named inspection's answer names anything else."""
+        found: dict[str, Any]
+        if call.kind == "help":
+            descriptions, problems = parse_help(informs)
+            found = {name: RequestInfo(name, text) for name, text in descriptions.items()}
+        elif call.kind == "hint":
+            found, problems = parse_timeout_hints(informs)
+        else:
+            found, problems = parse_sensor_list(informs)
+        for problem in problems:
+            self.stats.bad_informs += 1
+            self._problems.log(("inform", call.kind), "%s: %s", self.bind_address_string,
+                               problem)
+        count = _count(reply)
+        if count is not None and count not in (len(informs), len(informs) - len(problems)):
+            raise self._inconsistent(call, f"the reply counts {count} informs, "
+                                           f"{len(informs)} came")
+        if call.asked is not None and not call.is_pattern and any(
+                name != call.asked for name in found):
+            raise self._inconsistent(call, "it names " + printable(
+                ", ".join(sorted(found))[:200]))
+        return found
+
+    def _apply(self, answers: list[tuple[_Call, dict[str, Any]]],
+               hints: dict[str, float]) -> None:
+        """Apply every answer of one inspection: a whole listing replaces its half; a named
+        one covers its name (and what a ``/pattern/`` returned). Linear in the answers."""
         before = self._model.snapshot()
-        if requests is not None:
-            for asked in sorted(asked_requests) if asked_requests is not None else [None]:
-                self._model.apply(requests=_answer_to(requests, asked), asked_request=asked)
-        if sensors is not None:
-            for asked_sensor in sorted(asked_sensors) if asked_sensors is not None else [None]:
-                self._model.apply(sensors=_answer_to(sensors, asked_sensor),
-                                  asked_sensor=asked_sensor)
+        for call, found in answers:
+            if call.kind == "help":
+                requests = {name: attrs.evolve(info, timeout_hint=hints[name])
+                            if name in hints else info for name, info in found.items()}
+                self._model.apply(requests=requests, asked_request=call.asked)
+            else:
+                self._model.apply(sensors=found, asked_sensor=call.asked)
         changes = self._model.changes_since(before)
         if changes is None:
             return
@@ -661,8 +875,7 @@ class InspectingClientAsync:
             return True
         if update is None:
             update = self._update_on_lookup
-        stopped = self._loop_task is not None and not self._running
-        if not self._state.data_synced and not stopped:
+        if not self._state.data_synced and not self._stopped:
             # The first sync lists everything; a name may well be in it (and code written for
             # katcp-python looks names up before the client has synced). Bounded: no lookup
             # waits forever.
@@ -854,13 +1067,28 @@ class InspectingClientAsync:
         flags = self.katcp_client.protocol_flags
         bulk = flags is not None and flags.bulk_set_sensor_sampling
         sends: list[Awaitable[list[Reply]]] = []
+        refused: list[Reply] = []
         for strategy, group in plan.items():
+            if bulk:
+                # With bulk sampling a device reads "a,b" as two sensors: such a name cannot
+                # be sampled without sampling others.
+                refused.extend(self._refuse_comma(n, strategy) for n in group if "," in n)
+                group = [n for n in group if "," not in n]
             if bulk and len(group) > 1:
                 sends.extend(self._sample_bulk(group[start:start + BULK_SAMPLING_CHUNK], strategy)
                              for start in range(0, len(group), BULK_SAMPLING_CHUNK))
-            else:
+            elif group:
                 sends.append(self._sample_each(group, strategy))
-        return [reply for replies in await asyncio.gather(*sends) for reply in replies]
+        return refused + [reply for replies in await asyncio.gather(*sends) for reply in replies]
+
+    def _refuse_comma(self, name: str, strategy: Strategy) -> Reply:
+        self.stats.strategy_failures += 1
+        self._problems.log(("comma", name), "%s: cannot sample sensor %s: its name has a comma, "
+                           "which this device (bulk sampling) reads as a list of sensors",
+                           self.bind_address_string, printable(name))
+        return Message.reply("sensor-sampling", "fail", f"cannot sample {name!r} with "
+                             f"{format_strategy(strategy)}: a device with bulk sampling reads "
+                             "the comma in its name as a list of sensors"), []
 
     async def _sample_bulk(self, names: list[str], strategy: Strategy) -> list[Reply]:
         reply = await self._sampling_request(",".join(names), strategy)

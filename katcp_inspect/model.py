@@ -62,8 +62,17 @@ class AttrDict(dict[str, Any]):
             raise AttributeError(name) from None
 
 
+def summary(description: str) -> str:
+    """The first line of a request's description: all that servers agree on. aiokatcp, for
+    one, lists the first line of a docstring in ``?help`` and the whole of it in ``?help
+    NAME``; a model that kept either would change with the form that last described it."""
+    lines = description.splitlines()
+    return lines[0].strip() if lines else ""
+
+
 def parse_help(informs: Iterable[Message]) -> tuple[dict[str, str], list[str]]:
-    """``#help name description`` informs → descriptions by name, and problems found."""
+    """``#help name description`` informs → descriptions (their :func:`summary`) by name, and
+    problems found."""
     found: dict[str, str] = {}
     problems = []
     for inform in informs:
@@ -71,7 +80,7 @@ def parse_help(informs: Iterable[Message]) -> tuple[dict[str, str], list[str]]:
             problems.append(f"#help with no arguments: {inform!r}")
             continue
         found[_text(inform.arguments[0])] = (
-            _text(inform.arguments[1]) if len(inform.arguments) > 1 else "")
+            summary(_text(inform.arguments[1])) if len(inform.arguments) > 1 else "")
     return found, problems
 
 

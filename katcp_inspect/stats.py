@@ -131,3 +131,7 @@ class InspectingStats:
     callback_errors: int = 0
     #: ``?sensor-sampling`` requests the device refused.
     strategy_failures: int = 0
+    #: Inspection answers that could not be the reply to their request (a named one listing
+    #: other names, a count that disagrees with the informs): not applied, listed again; and
+    #: listing informs that answered no request and disagreed with the model.
+    inconsistent_answers: int = 0
