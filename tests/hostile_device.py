@@ -19,7 +19,9 @@ of that model, so that a test can tell what a client synced with it should hold:
   ``c`` with marks up to ``m`` must hold: the model at ``max(c.accept_version, m)`` (each answer
   at version ``v`` leaves after mark ``v`` on the same stream).
 
-Everything runs on the event loop of the test; nothing here blocks or sleeps.
+Connections are accepted in a thread of the device's own, as a device in another process
+would: a connection closed or reset "at accept" is gone before the client's event loop may
+even have seen its connect complete. Everything else runs on the event loop of the test.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -178,10 +181,12 @@ class HostileConnection:
     """The device's side of one accepted connection."""
 
     def __init__(self, ident: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 greeting: str, accept_version: int) -> None:
+                 peer_port: int, greeting: str, accept_version: int) -> None:
         self.ident = ident
         self.reader = reader
         self.writer = writer
+        #: The client's port.
+        self.peer_port = peer_port
         self.greeting = greeting
         #: The device's model version when the connection was accepted.
         self.accept_version = accept_version
@@ -190,9 +195,6 @@ class HostileConnection:
         #: A model change the client could not learn of happened while this was the latest.
         self.tainted = False
         self.held: deque[Message] = deque()
-        peer = writer.get_extra_info("peername")
-        #: The client's port (-1 if the client was gone before the device could ask).
-        self.peer_port: int = peer[1] if peer else -1
         self._eof_sent = False
         self._mid_line = False
 
@@ -228,8 +230,7 @@ class HostileConnection:
             return
         sock = self.writer.get_extra_info("socket")
         if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            _set_linger_zero(sock)
         self.writer.transport.abort()
 
     def end(self, rst: bool) -> None:
@@ -241,8 +242,9 @@ class HostileConnection:
     def half_close(self) -> None:
         """End the sending direction; the device goes on reading."""
         if self.writable and self.writer.can_write_eof():
-            self.writer.write_eof()
             self._eof_sent = True
+            with contextlib.suppress(OSError):  # the client may have gone already
+                self.writer.write_eof()
 
 
 class HostileDevice:
@@ -261,30 +263,36 @@ class HostileDevice:
         self.styles: deque[Style] = deque()
         self.connections: list[HostileConnection] = []
         self.port = 0
-        self._server: asyncio.AbstractServer | None = None
-        self._readers: set[asyncio.Task[None]] = set()
+        self._listener: _Listener | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._shut = False
+        self._readers: set[asyncio.Future[None]] = set()
 
     # ------------------------------------------------------------------ listening
 
     async def listen(self) -> None:
         """Listen (again) on :attr:`port`; the first call picks a free port."""
-        if self._server is None:
-            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-            self.port = self._server.sockets[0].getsockname()[1]
+        if self._listener is None:
+            self._loop = asyncio.get_running_loop()
+            self._listener = _Listener(self.port, self._accepted)
+            self.port = self._listener.port
+            self._listener.start()
 
     def stop_listening(self) -> None:
         """Refuse new connections; accepted ones stay as they are."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
 
     @property
     def listening(self) -> bool:
-        return self._server is not None
+        return self._listener is not None
 
     async def shutdown(self) -> None:
         """Stop listening, reset every connection and wait for the readers to end."""
         self.stop_listening()
+        self._shut = True
+        await asyncio.sleep(0)  # connections handed over by the listener close themselves
         for conn in self.connections:
             conn.reset()
         readers = list(self._readers)
@@ -332,28 +340,58 @@ class HostileDevice:
 
     # ------------------------------------------------------------------ accepting
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        script = self.accept_scripts.popleft() if self.accept_scripts else AcceptScript(
-            greeting=self.default_greeting)
-        conn = HostileConnection(len(self.connections), reader, writer, script.greeting,
-                                 self.version)
-        self.connections.append(conn)
+    def _accepted(self, sock: socket.socket, port: int) -> None:
+        """In the listener's thread: run the accept script, and hand over to the event loop
+        what is to be served. Closing or resetting here, at once, is what makes the client see
+        the connection gone before (or while) its own loop learns that it is connected."""
+        try:
+            script = self.accept_scripts.popleft()
+        except IndexError:
+            script = AcceptScript(greeting=self.default_greeting)
         greeting = GREETINGS[script.greeting]
-        if script.kind in ("close", "rst"):
-            conn.end(script.kind == "rst")
-        elif script.kind == "greet-cut":
-            conn.send_raw(greeting[:int(len(greeting) * script.cut)])
-            conn.end(script.rst)
-        else:
-            conn.send_raw(greeting)
-            conn.expected_flags = NEGOTIATES[script.greeting]
+        try:
+            if script.kind in ("close", "rst"):
+                _end_socket(sock, script.kind == "rst")
+                return
+            if script.kind == "greet-cut":
+                sock.sendall(greeting[:int(len(greeting) * script.cut)])
+                _end_socket(sock, script.rst)
+                return
             if script.kind == "greet-close":
-                conn.close()
-            elif script.kind == "half-close":
-                conn.half_close()
-        task = asyncio.ensure_future(self._serve(conn))
+                sock.sendall(greeting)
+                _end_socket(sock, False)
+                return
+        except OSError:
+            sock.close()
+            return
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._adopt, sock, port, script)
+        except RuntimeError:  # the loop is closed: the test is over
+            sock.close()
+
+    def _adopt(self, sock: socket.socket, port: int, script: AcceptScript) -> None:
+        if self._shut:
+            sock.close()
+            return
+        task = asyncio.ensure_future(self._serve_new(sock, port, script))
         self._readers.add(task)
         task.add_done_callback(self._readers.discard)
+
+    async def _serve_new(self, sock: socket.socket, port: int, script: AcceptScript) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock)
+        except OSError:
+            sock.close()
+            return
+        conn = HostileConnection(len(self.connections), reader, writer, port, script.greeting,
+                                 self.version)
+        self.connections.append(conn)
+        conn.send_raw(GREETINGS[script.greeting])
+        conn.expected_flags = NEGOTIATES[script.greeting]
+        if script.kind == "half-close":
+            conn.half_close()
+        await self._serve(conn)
 
     async def _serve(self, conn: HostileConnection) -> None:
         try:
@@ -446,25 +484,55 @@ class HostileDevice:
             return b"%d" % int(TIMESTAMP * 1000)
         return repr(TIMESTAMP).encode()
 
-    # ------------------------------------------------------------------ peer events
 
-    def flood(self, lines: int, kind: str) -> None:
-        """Send ``lines`` lines at once on the latest connection: updates of a known sensor
-        (``known``), of an unknown one (``unknown``), or informs nobody handles (``noise``)."""
-        conn = self.latest
-        if conn is None:
-            return
-        sensor = next(iter(self.model.sensors), "temperature")
-        if kind == "known":
-            line = Message.inform("sensor-status", self._timestamp(conn), 1, sensor, "nominal",
-                                  self.model.sensors[sensor].value()
-                                  if sensor in self.model.sensors else b"1").encode()
-        elif kind == "unknown":
-            line = Message.inform("sensor-status", self._timestamp(conn), 1, "no.such.sensor",
-                                  "nominal", 1).encode()
-        else:
-            line = b"#x-noise 1 2 3\n"
-        conn.send_lines(line * lines)
+class _Listener(threading.Thread):
+    """Accepts connections in a thread of its own, as a device in another process would, and
+    calls ``on_accept(socket, client port)`` there. Stopping it closes the listening socket,
+    so that new connections are refused."""
+
+    def __init__(self, port: int, on_accept: Callable[[socket.socket, int], None]) -> None:
+        super().__init__(name="hostile-device-listener", daemon=True)
+        self._on_accept = on_accept
+        self._stopping = False
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", port))
+        self._sock.listen(64)
+        # A bound on how long stop() waits where shutdown() does not wake accept().
+        self._sock.settimeout(0.02)
+        self.port: int = self._sock.getsockname()[1]
+
+    def run(self) -> None:
+        try:
+            while not self._stopping:
+                try:
+                    sock, address = self._sock.accept()
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
+                sock.settimeout(None)
+                self._on_accept(sock, address[1])
+        finally:
+            self._sock.close()
+
+    def stop(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept() at once on Linux
+        self.join()
+
+
+def _set_linger_zero(sock: Any) -> None:
+    """Make closing ``sock`` send a reset instead of an orderly close."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _end_socket(sock: socket.socket, rst: bool) -> None:
+    if rst:
+        _set_linger_zero(sock)
+    sock.close()
 
 
 def _listing(request: Message, args: list[str], table: Mapping[str, Any],

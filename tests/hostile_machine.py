@@ -15,9 +15,11 @@ import logging
 import os
 import traceback
 from collections.abc import Coroutine
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, Union
 
 import attrs
+import pytest
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -33,6 +35,17 @@ from .hostile_device import (
 )
 
 T = TypeVar("T")
+
+def pending_fixes(test_case: type[T], reason: str) -> type[T]:
+    """Mark a machine that fails because of known bugs whose fixes are pending as an expected
+    failure, and skip shrinking (minutes per run, for a failure already known). Remove the call
+    once the fixes are merged, and the machine shrinks what it finds again."""
+    test_case.settings = settings(  # type: ignore[attr-defined]
+        test_case.settings,  # type: ignore[attr-defined]
+        phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    marked: type[T] = pytest.mark.xfail(reason=reason, strict=False)(test_case)
+    return marked
+
 
 def examples(default: int) -> int:
     """Examples per machine: ``KATCP_INSPECT_FSM_EXAMPLES`` overrides the machine's default."""
@@ -61,6 +74,11 @@ CUT_LINES = [
     b"#interface-changed sensor-list\n",
     b"!watchdog[1] ok\n",
 ]
+FLOOD_LINES = [
+    b"#sensor-status 1700000000.125 1 temperature nominal 1.5\n",
+    b"#sensor-status 1700000000.125 1 no.such.sensor nominal 1\n",
+    b"#x-noise 1 2 3\n",
+]
 ANNOUNCEMENTS = [
     b"#interface-changed\n",
     b"#interface-changed sensor-list\n",
@@ -74,6 +92,67 @@ styles = st.builds(Style, kind=st.sampled_from(STYLE_KINDS),
 accept_scripts = st.builds(AcceptScript, kind=st.sampled_from(ACCEPT_KINDS),
                            greeting=st.sampled_from(sorted(GREETINGS)),
                            cut=st.integers(0, 99).map(lambda p: p / 100), rst=st.booleans())
+
+
+# The peer's events. They are drawn by one rule, so that the peer acts about as often as the
+# caller's single rules do: a device hostile at every step would leave nothing to check.
+
+@attrs.frozen
+class Listen:
+    """Start or stop listening (connections are refused while not listening)."""
+
+    on: bool
+
+
+@attrs.frozen
+class Accept:
+    """Queue ``script`` for the next accepted connection, or (``persistent``) make its
+    greeting that of every connection served once the queue is empty."""
+
+    script: AcceptScript
+    persistent: bool
+
+
+@attrs.frozen
+class Send:
+    """Send ``data`` on the latest connection: a late greeting, noise, an announcement that
+    changes nothing, or a flood."""
+
+    data: bytes
+
+
+@attrs.frozen
+class Drop:
+    """Close, reset or half-close the latest connection; the ``cut-`` forms first send
+    ``line`` cut after ``at`` bytes."""
+
+    how: str
+    line: bytes = b""
+    at: int = 0
+
+
+@attrs.frozen
+class Answer:
+    """Answer the next request in ``style``, or (``release``) a held one now."""
+
+    style: Style
+    release: bool
+
+
+PeerEvent = Union[Listen, Accept, Send, Drop, Answer]
+peer_events: st.SearchStrategy[PeerEvent] = st.one_of(
+    st.builds(Listen, st.booleans()),
+    st.builds(Accept, accept_scripts, st.booleans()),
+    st.builds(Send, st.one_of(
+        st.sampled_from(sorted(g for g in GREETINGS.values() if g)),
+        st.sampled_from(NOISE),
+        st.sampled_from(ANNOUNCEMENTS),
+        st.builds(lambda line, n: line * n, st.sampled_from(FLOOD_LINES), st.integers(1, 300)),
+    )),
+    st.builds(Drop, st.sampled_from(["close", "rst", "half-close", "cut-close", "cut-rst"]),
+              st.sampled_from(CUT_LINES), st.integers(0, 60)),
+    st.builds(Answer, styles, st.booleans()),
+)
 
 
 class LoopWatch(logging.Handler):
@@ -197,70 +276,53 @@ class HostileMachine(RuleBasedStateMachine):
         conn = self.device.latest
         return conn if conn is not None and conn.writable else None
 
-    @rule(listen=st.booleans())
-    def listening(self, listen: bool) -> None:
-        if listen:
+    @rule(event=peer_events)
+    def peer(self, event: PeerEvent) -> None:
+        if isinstance(event, Listen):
+            self._listen(event.on)
+        elif isinstance(event, Accept):
+            self._accept_policy(event)
+        elif isinstance(event, Send):
+            self._send(event.data)
+        elif isinstance(event, Drop):
+            self._drop(event)
+        elif event.release:
+            self.device.release(event.style)
+        else:
+            self.device.styles.append(event.style)
+
+    def _listen(self, on: bool) -> None:
+        if on:
             self.run(self.device.listen())
         else:
             self.device.stop_listening()
 
-    @rule(script=accept_scripts)
-    def next_accept(self, script: AcceptScript) -> None:
-        self.device.accept_scripts.append(script)
+    def _accept_policy(self, event: Accept) -> None:
+        if event.persistent:
+            self.device.default_greeting = event.script.greeting
+        else:
+            self.device.accept_scripts.append(event.script)
 
-    @rule(greeting=st.sampled_from(sorted(GREETINGS)))
-    def default_greeting(self, greeting: str) -> None:
-        self.device.default_greeting = greeting
-
-    @rule(greeting=st.sampled_from(sorted(GREETINGS)))
-    def late_greeting(self, greeting: str) -> None:
+    def _send(self, data: bytes) -> None:
         conn = self.latest_writable()
-        if conn is not None:
-            conn.send_lines(GREETINGS[greeting])
+        if conn is None:
+            return
+        conn.send_raw(data)
+        if data.startswith((b"#version", b"#build-state")):
             conn.expected_flags = None  # two greetings: no single right answer
 
-    @rule(data=st.sampled_from(NOISE))
-    def noise(self, data: bytes) -> None:
-        conn = self.latest_writable()
-        if conn is not None:
-            conn.send_raw(data)
-
-    @rule(how=st.sampled_from(["close", "rst", "half-close"]))
-    def drop_connection(self, how: str) -> None:
+    def _drop(self, event: Drop) -> None:
         conn = self.device.latest
         if conn is None:
             return
-        if how == "half-close":
+        if event.how == "half-close":
             conn.half_close()
-        else:
-            conn.end(how == "rst")
-
-    @rule(line=st.sampled_from(CUT_LINES), at=st.integers(0, 60), rst=st.booleans())
-    def cut_mid_line(self, line: bytes, at: int, rst: bool) -> None:
-        conn = self.latest_writable()
-        if conn is not None:
+            return
+        if event.how.startswith("cut"):
             conn.send_lines(b"")
-            conn.send_raw(line[:at])
+            conn.send_raw(event.line[:event.at])
             conn.expected_flags = None  # the line may be a whole (second) greeting
-            conn.end(rst)
-
-    @rule(lines=st.integers(1, 300), kind=st.sampled_from(["known", "unknown", "noise"]))
-    def flood(self, lines: int, kind: str) -> None:
-        self.device.flood(lines, kind)
-
-    @rule(style=styles)
-    def answer_style(self, style: Style) -> None:
-        self.device.styles.append(style)
-
-    @rule(style=styles)
-    def release(self, style: Style) -> None:
-        self.device.release(style)
-
-    @rule(line=st.sampled_from(ANNOUNCEMENTS))
-    def stray_announcement(self, line: bytes) -> None:
-        conn = self.latest_writable()
-        if conn is not None:
-            conn.send_lines(line)
+        conn.end(event.how.endswith("rst"))
 
     def heal_device(self) -> int:
         """Make the device well-behaved and drop every connection, so that the client must
@@ -278,12 +340,9 @@ class HostileMachine(RuleBasedStateMachine):
 
     # ---------------------------------------------------------------- time
 
-    @rule()
-    def step(self) -> None:
-        self.run(asyncio.sleep(0))
-
-    @rule(ms=st.integers(min_value=1, max_value=60))
-    def sleep(self, ms: int) -> None:
+    @rule(ms=st.sampled_from([0, 1, 5, 20, 60]))
+    def wait(self, ms: int) -> None:
+        """Let the loop run: one iteration (0), or some milliseconds."""
         self.run(asyncio.sleep(ms / 1000))
 
     # ---------------------------------------------------------------- checks

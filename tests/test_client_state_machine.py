@@ -33,7 +33,15 @@ from katcp_inspect import (
     RequestTimeoutError,
 )
 
-from .hostile_machine import TEARDOWN_BOUND, HostileMachine, client_port, examples
+from .hostile_device import Style
+from .hostile_machine import (
+    TEARDOWN_BOUND,
+    HostileMachine,
+    client_port,
+    examples,
+    pending_fixes,
+    styles,
+)
 
 EXPECTED_REQUEST_ERRORS = (ConnectionLostError, NotConnectedError, RequestTimeoutError,
                            ProtocolError)
@@ -72,8 +80,13 @@ class DeviceClientMachine(HostileMachine):
     # it may draw to depend only on earlier draws. A request while not connected must fail
     # cleanly, which is worth checking too.
     @rule(name=st.sampled_from(["watchdog", "help", "sensor-list", "sensor-value"]),
-          use_mid=st.sampled_from([None, False]), timeout=st.sampled_from([None, 0.05]))
-    def request(self, name: str, use_mid: bool | None, timeout: float | None) -> None:
+          use_mid=st.sampled_from([None, False]), timeout=st.sampled_from([None, 0.05]),
+          style=st.one_of(st.just(Style()), styles))
+    def request(self, name: str, use_mid: bool | None, timeout: float | None,
+                style: Style) -> None:
+        """Send a request, to be answered in ``style`` (unless others are queued before it)."""
+        if self.client.is_connected:
+            self.device.styles.append(style)
         future = self.call(lambda: self.client.request_raw(name, use_mid=use_mid,
                                                            timeout=timeout))
         self.requests.append((name, future))
@@ -139,4 +152,6 @@ DeviceClientMachine.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-TestDeviceClientStateMachine = DeviceClientMachine.TestCase
+TestDeviceClientStateMachine = pending_fixes(
+    DeviceClientMachine.TestCase,
+    "issue 11 items 1, 7, 8: pending fixes on another branch (h1-client)")

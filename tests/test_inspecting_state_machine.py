@@ -37,8 +37,16 @@ from katcp_inspect import (
 from katcp_inspect.inspecting_client import SYNCED, State
 from katcp_inspect.model import AttrDict
 
-from .hostile_device import Model, SensorSpec, format_model
-from .hostile_machine import TEARDOWN_BOUND, HostileMachine, client_port, examples
+from .hostile_device import Model, SensorSpec, Style, format_model
+from .hostile_machine import (
+    SLACK,
+    TEARDOWN_BOUND,
+    HostileMachine,
+    client_port,
+    examples,
+    pending_fixes,
+    styles,
+)
 
 #: Seconds for each inspection request and lookup.
 SYNC_TIMEOUT = 0.3
@@ -193,30 +201,37 @@ class InspectingClientMachine(HostileMachine):
             self.track(future, "stop()", TEARDOWN_BOUND)
 
     @rule(kind=st.sampled_from(["synced", "not_synced", "connected"]),
-          timeout=st.sampled_from([None, 0.01, 0.1]))
-    def until(self, kind: str, timeout: float | None) -> None:
+          timeout=st.sampled_from([None, 0.01, 0.1]), awaited=st.booleans())
+    def until(self, kind: str, timeout: float | None, awaited: bool) -> None:
+        """Ask to wait for a state; if ``awaited`` (and bounded), wait for the answer."""
         method = getattr(self.client, f"until_{kind}")
         future = self.call(lambda: method(timeout))
         self.track(future, f"until_{kind}({timeout})", timeout, EXPECTED_ERRORS)
+        if awaited and timeout is not None:
+            self.wait_done([future], timeout + SLACK)
 
-    @rule(name=st.sampled_from([*SENSOR_VARIANTS, "no.such.sensor"]),
+    @rule(name=st.sampled_from([*SENSOR_VARIANTS, "no.such.sensor", *REQUEST_VARIANTS,
+                                "watchdog", "no-such-request"]),
           update=st.sampled_from([None, False]))
-    def get_sensor(self, name: str, update: bool | None) -> None:
-        future = self.call(lambda: self.client.future_get_sensor(name, update))
-        self.track(future, f"future_get_sensor({name!r})", 2 * SYNC_TIMEOUT, EXPECTED_ERRORS)
-
-    @rule(name=st.sampled_from([*REQUEST_VARIANTS, "watchdog", "no-such-request"]),
-          update=st.sampled_from([None, False]))
-    def get_request(self, name: str, update: bool | None) -> None:
-        future = self.call(lambda: self.client.future_get_request(name, update))
-        self.track(future, f"future_get_request({name!r})", 2 * SYNC_TIMEOUT, EXPECTED_ERRORS)
+    def lookup(self, name: str, update: bool | None) -> None:
+        """``future_get_sensor`` for a sensor's name, ``future_get_request`` otherwise."""
+        if "." in name or name in SENSOR_VARIANTS:
+            future = self.call(lambda: self.client.future_get_sensor(name, update))
+        else:
+            future = self.call(lambda: self.client.future_get_request(name, update))
+        self.track(future, f"lookup of {name!r}", 2 * SYNC_TIMEOUT, EXPECTED_ERRORS)
 
     @rule(name=st.sampled_from(["watchdog", "reboot", "no-such-request", "sensor-value"]))
     def simple_request(self, name: str) -> None:
         future = self.call(lambda: self.client.simple_request(name))
         self.track(future, f"simple_request({name!r})", REQUEST_TIMEOUT)
 
-    # ---------------------------------------------------------------- the device's model
+    # ---------------------------------------------------------------- the device
+
+    @rule(style=styles)
+    def answer_next(self, style: Style) -> None:
+        """Answer the next request in ``style`` (during a sync: an inspection request)."""
+        self.device.styles.append(style)
 
     @rule(name=st.sampled_from(sorted(SENSOR_VARIANTS)), variant=st.sampled_from([None, 0, 1]),
           form=st.sampled_from(ANNOUNCE_FORMS))
@@ -289,4 +304,7 @@ InspectingClientMachine.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-TestInspectingClientStateMachine = InspectingClientMachine.TestCase
+TestInspectingClientStateMachine = pending_fixes(
+    InspectingClientMachine.TestCase,
+    "issue 11 items 4, 6 (h2-inspecting) and 1, 7, 8 (h1-client): pending fixes on other "
+    "branches")
