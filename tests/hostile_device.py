@@ -2,9 +2,9 @@
 
 Unlike ``SimulatedDevice`` it is scripted at the connection level: a test decides what happens
 to each accepted connection (served, closed at once, reset, cut in the middle of its greeting,
-half-closed), how each request is answered (correctly, twice, with informs addressed to another
-request or to an id nobody uses, refused, held back, never, or cut off mid-line), and sends
-floods, stray greetings and ``#interface-changed`` whenever it likes.
+half-closed) and how each request is answered (correctly, twice, with informs addressed to
+another request or to an id nobody uses, refused, held back, never, or cut off mid-line), and
+can send anything (floods, late greetings, ``#interface-changed``) on a connection at any time.
 
 It answers ``?help``, ``?sensor-list``, ``?sensor-value``, ``?sensor-sampling``, ``?watchdog``
 and ``?request-timeout-hint`` from a small model that the test controls, and keeps every version
@@ -14,7 +14,9 @@ of that model, so that a test can tell what a client synced with it should hold:
   connection, by ``#x-mark <connection id> <version>`` (after the ``#interface-changed``, if the
   change is announced). A client that has processed the mark has processed the announcement;
 * a change that cannot reach the client (not announced, or no writable connection) *taints*
-  the latest connection: on it the client cannot know the truth, so no equality is expected;
+  the latest connection: on it the client cannot know the truth, so no equality is expected.
+  So does a refused named ``?help NAME`` / ``?sensor-list NAME``, which reads as "no such
+  name";
 * :meth:`HostileDevice.expected_model` gives what a client that reports synced on connection
   ``c`` with marks up to ``m`` must hold: the model at ``max(c.accept_version, m)`` (each answer
   at version ``v`` leaves after mark ``v`` on the same stream).
