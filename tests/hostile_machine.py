@@ -18,8 +18,6 @@ from collections.abc import Coroutine
 from typing import Any, Callable, TypeVar, Union
 
 import attrs
-import pytest
-from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -35,17 +33,6 @@ from .hostile_device import (
 )
 
 T = TypeVar("T")
-
-def pending_fixes(test_case: type[T], reason: str) -> type[T]:
-    """Mark a machine that fails because of known bugs whose fixes are pending as an expected
-    failure, and skip shrinking (minutes per run, for a failure already known). Remove the call
-    once the fixes are merged, and the machine shrinks what it finds again."""
-    test_case.settings = settings(  # type: ignore[attr-defined]
-        test_case.settings,  # type: ignore[attr-defined]
-        phases=[Phase.explicit, Phase.reuse, Phase.generate])
-    marked: type[T] = pytest.mark.xfail(reason=reason, strict=False)(test_case)
-    return marked
-
 
 def examples(default: int) -> int:
     """Examples per machine: ``KATCP_INSPECT_FSM_EXAMPLES`` overrides the machine's default."""

@@ -39,7 +39,6 @@ from .hostile_machine import (
     HostileMachine,
     client_port,
     examples,
-    pending_fixes,
     styles,
 )
 
@@ -152,6 +151,4 @@ DeviceClientMachine.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-TestDeviceClientStateMachine = pending_fixes(
-    DeviceClientMachine.TestCase,
-    "issue 11 items 1, 7, 8: pending fixes on another branch (h1-client)")
+TestDeviceClientStateMachine = DeviceClientMachine.TestCase

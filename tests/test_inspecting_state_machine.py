@@ -44,7 +44,6 @@ from .hostile_machine import (
     HostileMachine,
     client_port,
     examples,
-    pending_fixes,
     styles,
 )
 
@@ -304,7 +303,4 @@ InspectingClientMachine.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-TestInspectingClientStateMachine = pending_fixes(
-    InspectingClientMachine.TestCase,
-    "issue 11 items 4, 6 (h2-inspecting) and 1, 7, 8 (h1-client): pending fixes on other "
-    "branches")
+TestInspectingClientStateMachine = InspectingClientMachine.TestCase
