@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .message import encode_argument
+from .strategies import STRATEGIES
 
 #: A strategy and its parameters as they go on the wire, e.g. ``(b"period", b"0.5")``.
 Strategy = tuple[bytes, ...]
@@ -24,7 +25,8 @@ def make_strategy(strategy: str, *params: Any) -> Strategy:
 
 
 #: Which parameters of each strategy are times (seconds to the user; KATCP 4 wants ms).
-_TIME_PARAMS = {b"period": (0,), b"event-rate": (0, 1), b"differential-rate": (1, 2)}
+_TIME_PARAMS = {name.encode("ascii"): info.time_params for name, info in STRATEGIES.items()
+                if info.time_params}
 
 
 def for_protocol(strategy: Strategy, major: int) -> Strategy:
