@@ -1,8 +1,11 @@
-"""``DeviceModel``: the request and sensor registries, and the changes between two of them.
+"""``DeviceModel``: the request and sensor registries, what an inspection's answer means for
+them, and the changes between two of them.
 
-Pure data: inspections parse their informs into info records here, a whole inspection is
-applied in one step (so a failed one changes nothing), and what changed is computed by
-comparing the registries with a snapshot taken when changes were last reported.
+Pure data: inspections parse their informs into info records here; whether an answer can be
+the reply to its question (:func:`read_answer`) and what a whole or a named answer covers
+(:meth:`DeviceModel.apply_answers`) are decided here; a whole inspection is applied in one step
+(so a failed one changes nothing), and what changed is computed by comparing the registries
+with a snapshot taken when changes were last reported. May import ``message`` and ``text``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, TypeVar
 import attrs
 
 from .message import Message
+from .text import printable
 
 T = TypeVar("T")
 
@@ -112,6 +116,73 @@ def parse_sensor_list(informs: Iterable[Message]) -> tuple[dict[str, SensorInfo]
     return found, problems
 
 
+@attrs.frozen
+class Question:
+    """One inspection request: what it lists (``help``, ``hint`` for timeout hints, or
+    ``sensors``), the request that asks it, and the name it asks about (None: all of them;
+    ``/.../``: a pattern)."""
+
+    kind: str
+    request: str
+    asked: str | None
+
+    @property
+    def is_pattern(self) -> bool:
+        return self.asked is not None and self.asked.startswith("/") and self.asked.endswith("/")
+
+
+@attrs.frozen
+class Answer:
+    """One question's answer: the items it describes by name, the informs that made no sense
+    (skipped), and why it cannot be the reply to its question (None when it can be)."""
+
+    question: Question
+    found: Mapping[str, Any]
+    problems: list[str] = attrs.Factory(list)
+    inconsistency: str | None = None
+
+
+_PARSERS: dict[str, Any] = {
+    "help": lambda informs: _request_infos(*parse_help(informs)),
+    "hint": parse_timeout_hints,
+    "sensors": parse_sensor_list,
+}
+
+
+def _request_infos(descriptions: dict[str, str], problems: list[str]
+                   ) -> tuple[dict[str, RequestInfo], list[str]]:
+    return {name: RequestInfo(name, text) for name, text in descriptions.items()}, problems
+
+
+def _count(reply: Message) -> int | None:
+    """The number of informs a listing's reply (``!name ok N``) announces, if it does."""
+    if len(reply.arguments) < 2:
+        return None
+    try:
+        return int(reply.arguments[1])
+    except ValueError:
+        return None
+
+
+def read_answer(question: Question, reply: Message | None, informs: list[Message]) -> Answer:
+    """Parse the answer to ``question`` (``reply`` None: a named question the device refused,
+    which says the name is unknown, whatever the wording). It cannot be the reply to the
+    question if its count (``!name ok N``) matches neither the informs that came nor the
+    well-formed ones, or if a named question's answer names anything else: without message
+    ids that is how a duplicated or stray reply shows."""
+    if reply is None:
+        return Answer(question, {})
+    found, problems = _PARSERS[question.kind](informs)
+    count = _count(reply)
+    why = None
+    if count is not None and count not in (len(informs), len(informs) - len(problems)):
+        why = f"the reply counts {count} informs, {len(informs)} came"
+    elif question.asked is not None and not question.is_pattern and any(
+            name != question.asked for name in found):
+        why = "it names " + printable(", ".join(sorted(found))[:200])
+    return Answer(question, found, problems, why)
+
+
 def _merge(registry: dict[str, T], found: Mapping[str, T], asked: str | None) -> None:
     """Apply an inspection's result: all of it (``asked is None``), or just what one named
     inspection covers: the entries it returned, and the asked name if it is now unknown."""
@@ -156,6 +227,43 @@ class DeviceModel:
             _merge(self.requests, requests, asked_request)
         if sensors is not None:
             _merge(self.sensors, sensors, asked_sensor)
+
+    def apply_answers(self, answers: Iterable[Answer]) -> None:
+        """Apply every answer of one inspection: a whole listing replaces its half; a named
+        one covers its name (and what a ``/pattern/`` returned); timeout hints join the
+        requests listed with them. Linear in the answers."""
+        answers = list(answers)
+        hints: dict[str, float] = {}
+        for answer in answers:
+            if answer.question.kind == "hint":
+                hints.update(answer.found)
+        for answer in answers:
+            asked = answer.question.asked
+            if answer.question.kind == "help":
+                self.apply(requests={name: attrs.evolve(info, timeout_hint=hints[name])
+                                     if name in hints else info
+                                     for name, info in answer.found.items()},
+                           asked_request=asked)
+            elif answer.question.kind == "sensors":
+                self.apply(sensors=answer.found, asked_sensor=asked)
+
+    def contradicted_by(self, inform: Message) -> bool:
+        """Whether a listing inform (``#sensor-list`` or ``#help``) describes an item otherwise
+        than the model does (unparsable informs contradict nothing)."""
+        if inform.name == "sensor-list":
+            try:
+                info = SensorInfo.from_arguments(inform.arguments)
+            except ValueError:
+                return False
+            return self.sensors.get(info.name) != info
+        if inform.name == "help" and inform.arguments:
+            found, _ = parse_help([inform])
+            return any(self._description(name) != text for name, text in found.items())
+        return False
+
+    def _description(self, name: str) -> str | None:
+        info = self.requests.get(name)
+        return None if info is None else info.description
 
     def snapshot(self) -> Snapshot:
         return Snapshot(dict(self.requests), dict(self.sensors))

@@ -9,12 +9,14 @@ from typing import ClassVar
 import attrs
 
 from .errors import ProtocolError
+from .strategies import STRATEGIES, strategies_for
 
 _VERSION_RE = re.compile(r"([0-9]+)\.([0-9]+)(?:-([A-Za-z]*))?\Z")
 
-#: Sampling strategies each major version defines (event-rate and differential-rate are v5).
-STRATEGIES_V4 = frozenset({"none", "auto", "period", "event", "differential"})
-STRATEGIES_V5 = STRATEGIES_V4 | {"event-rate", "differential-rate"}
+#: Sampling strategies each major version defines (event-rate and differential-rate are v5);
+#: views of :data:`katcp_inspect.strategies.STRATEGIES`.
+STRATEGIES_V4 = strategies_for(4)
+STRATEGIES_V5 = strategies_for(5)
 
 
 def _to_flag_set(flags: str | bytes | Iterable[str | bytes]) -> frozenset[str]:
@@ -100,7 +102,9 @@ class ProtocolFlags:
         return flag in self.flags
 
     def strategy_allowed(self, strategy: str) -> bool:
-        return strategy in (STRATEGIES_V4 if self.major < 5 else STRATEGIES_V5)
+        """Whether a device of this version knows the sampling ``strategy``."""
+        info = STRATEGIES.get(strategy)
+        return info is not None and info.allowed(self.major)
 
     def __str__(self) -> str:
         flags = "".join(sorted(self.flags))

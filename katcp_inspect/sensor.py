@@ -68,6 +68,9 @@ class Sensor:
     (``read()``, ``value()``, ``status()``, ``set()``, ``set_value()``, ``set_formatted()``,
     ``attach()`` / ``detach()`` of observers with ``update(sensor, reading)``). Observers are
     called synchronously, in the order they were attached, each time a reading is set.
+
+    ``strategy_setter`` (keyword only, new) is what :meth:`set_strategy` asks: the inspecting
+    client that made the sensor passes itself.
     """
 
     __slots__ = (
@@ -110,7 +113,8 @@ class Sensor:
     def __init__(self, sensor_type: SensorTypeLike, name: str,
                  description: str | None = None, units: str | None = None,
                  params: Sequence[Any] | None = None, default: Any = None,
-                 initial_status: SensorStatus | None = None) -> None:
+                 initial_status: SensorStatus | None = None, *,
+                 strategy_setter: StrategySetter | None = None) -> None:
         self.sensor_type = _sensor_type(sensor_type)
         self.name = name
         self.units = units or ""
@@ -127,7 +131,7 @@ class Sensor:
         # A tuple, replaced on attach/detach: most cached sensors have no observer, and the
         # empty tuple is shared.
         self._observers: tuple[SensorObserver, ...] = ()
-        self._strategy_setter: StrategySetter | None = None
+        self._strategy_setter = strategy_setter
 
     @property
     def type(self) -> str:

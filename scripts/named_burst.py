@@ -105,7 +105,7 @@ async def _measure(count: int) -> tuple[float, float, float]:
         cpu, wall = time.process_time(), time.perf_counter()
         await client.simple_request("burst")
         await asyncio.wait_for(done, 60)
-        while not (client.state == SYNCED and not client._work):
+        while not (client.state == SYNCED and not client._sync.work):
             await client.until_synced(timeout=120)
             await asyncio.sleep(0)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

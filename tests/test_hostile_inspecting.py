@@ -37,7 +37,7 @@ def state_loops(client: InspectingClientAsync) -> int:
         coro: Any = task.get_coro()
         frame = getattr(coro, "cr_frame", None)
         if (not task.done() and getattr(coro, "__qualname__", "").endswith("._state_loop")
-                and frame is not None and frame.f_locals.get("self") is client):
+                and frame is not None and frame.f_locals.get("self") is client._runs):
             count += 1
     return count
 
@@ -189,7 +189,7 @@ async def test_a_bug_in_a_loop_round_is_logged_and_retried(io_loop: Any, caplog:
     exception unretrieved for stop() to trip on)."""
     async with third_party_device() as server:
         client = fast(make_client(port_of(server), auto_sampling="auto"))
-        apply_sampling = client._apply_sampling
+        apply_sampling = client._sampling.apply
         calls = 0
 
         async def buggy(*args: Any) -> Any:
@@ -199,7 +199,7 @@ async def test_a_bug_in_a_loop_round_is_logged_and_retried(io_loop: Any, caplog:
                 raise ZeroDivisionError("a bug")
             return await apply_sampling(*args)
 
-        client._apply_sampling = buggy  # type: ignore[method-assign,assignment]
+        client._sampling.apply = buggy  # type: ignore[method-assign,assignment]
         await client.connect()
         await client.until_synced(timeout=5)
         assert calls == 2 and client.stats.failed_syncs == 1
@@ -330,7 +330,8 @@ async def test_never_synced_while_a_lookup_change_is_unreported(io_loop: Any) ->
         await client.connect()
         await wait_until(lambda: bool(lookups), timeout=5, what="the lookup")
         assert await asyncio.wait_for(lookups[0], 5) is not None
-        await wait_until(lambda: client.state == SYNCED and "b" in client._applied, timeout=5)
+        await wait_until(lambda: client.state == SYNCED and "b" in client._sampling.confirmed,
+                         timeout=5)
         reported: set[str] = set()
         for state, changes, sensors, _ in seen.calls:
             if changes is not None and "sensors" in changes:
@@ -465,12 +466,12 @@ async def test_a_comma_in_a_sensor_name_never_samples_other_sensors(io_loop: Any
             await client.set_sampling_strategies(["a", "b,c", "d"], "event")
         if bulk:
             assert sorted(sampled) == ["a", "d"]
-            assert sorted(client._applied) == ["a", "d"]
+            assert sorted(client._sampling.confirmed) == ["a", "d"]
             assert client.stats.strategy_failures == 1
             assert any("comma" in r.getMessage() for r in caplog.records)
         else:
             assert sorted(sampled) == ["a", "b,c", "d"]
-            assert sorted(client._applied) == ["a", "b,c", "d"]
+            assert sorted(client._sampling.confirmed) == ["a", "b,c", "d"]
         await client.stop()
 
 

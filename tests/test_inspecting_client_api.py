@@ -13,6 +13,7 @@ from katcp_inspect import (
     InspectingClientAsync,
     Message,
     ProtocolFlags,
+    Sensor,
     SensorStatus,
 )
 from katcp_inspect.inspecting_client import DATA_SYNCED_CHANGED, DISCONNECTED, SYNCED, SYNCING
@@ -129,7 +130,7 @@ async def test_until_state_rejects_invalid_states_and_times_out(io_loop: Any) ->
         client.until_state((True, True, True, True))  # type: ignore[arg-type]
     with pytest.raises(TimeoutError):
         await client.until_synced(timeout=0.01)
-    assert not client._state_waiters  # a timed-out waiter leaves nothing behind
+    assert not client._states.waiters  # a timed-out waiter leaves nothing behind
 
 
 async def test_simple_request_keywords(io_loop: Any, device: SimulatedDevice) -> None:
@@ -166,4 +167,29 @@ async def test_a_raising_sensor_factory_does_not_end_the_loop(io_loop: Any,
     mode = await client.future_get_sensor("device.mode")
     device.set_value("device.mode", "observing")
     await wait_until(lambda: mode.value() == "observing")  # ...but not the sensor
+    await client.stop()
+
+
+async def test_sensors_get_their_strategy_setter_through_the_constructor(
+        io_loop: Any, device: SimulatedDevice) -> None:
+    """A factory that names ``strategy_setter`` gets the client; one with katcp-python's
+    keywords gets exactly those (a strict factory is not broken by the new keyword)."""
+    strict_calls: list[dict[str, Any]] = []
+
+    def strict_factory(*, name: str, sensor_type: Any, description: str, units: str,
+                       params: Any) -> Sensor:
+        strict_calls.append({"name": name})
+        return Sensor(sensor_type, name, description, units, params)
+
+    client = make_client(device.port)
+    await client.connect()
+    await client.until_synced(timeout=10)
+    temperature = await client.future_get_sensor("cpu.temperature")
+    reply, _ = await temperature.set_strategy("event")
+    assert reply.reply_ok()
+    client.sensor_factory = strict_factory
+    mode = await client.future_get_sensor("device.mode")
+    assert strict_calls == [{"name": "device.mode"}]
+    with pytest.raises(RuntimeError, match="does not belong"):
+        mode.set_strategy("event")
     await client.stop()

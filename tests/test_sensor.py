@@ -69,3 +69,16 @@ def test_wire_updates_change_nothing_when_bad() -> None:
     assert sensor.format_reading(sensor.read()) == (b"1.0", b"nominal", b"3")
     with pytest.raises(RuntimeError, match="does not belong"):
         sensor.set_strategy("event")
+
+
+def test_the_strategy_setter_is_a_constructor_keyword() -> None:
+    asked: list[tuple[Any, ...]] = []
+
+    class Setter:
+        def set_sampling_strategy(self, name: str, strategy: str, *params: Any) -> Any:
+            asked.append((name, strategy, *params))
+            return "reply"
+
+    sensor = Sensor(Sensor.FLOAT, "f", "a float", "", None, strategy_setter=Setter())
+    assert sensor.set_strategy("period", 0.5) == "reply"
+    assert asked == [("f", "period", 0.5)]

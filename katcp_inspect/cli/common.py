@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 
 import attrs
 
+from ..strategies import STRATEGIES
+
 #: Success (and a ``request`` answered ``ok``).
 EXIT_OK = 0
 #: ``request`` answered ``fail``.
@@ -25,16 +27,7 @@ EXIT_INTERRUPTED = 130
 DEFAULT_TIMEOUT = 5.0
 
 #: Strategies and how many parameters each takes (KATCP v5).
-STRATEGY_PARAMS = {
-    "none": 0,
-    "auto": 0,
-    "event": 0,
-    "period": 1,
-    "differential": 1,
-    "event-rate": 2,
-    "differential-rate": 3,
-}
-
+STRATEGY_PARAMS = {name: info.n_params for name, info in STRATEGIES.items()}
 
 class CliError(Exception):
     """A failure to report as one line on stderr, with an exit code."""

@@ -144,7 +144,7 @@ def model_differences(client: InspectingClientAsync,
                                      sensor_info.description, sensor_info.units)
         if have_sensor != want_sensor:
             diffs.append(f"sensor {name}: device {want_sensor}, client {have_sensor}")
-        obj = client._sensor_objects.get(name)
+        obj = client._updates.objects.get(name)
         if obj is not None and (obj.sensor_type.wire_name, obj.description, obj.units) != (
                 want_sensor.type_name, want_sensor.description, want_sensor.units):
             diffs.append(f"sensor {name}: cached object {obj!r} is stale "

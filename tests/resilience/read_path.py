@@ -112,7 +112,7 @@ class ReadPathHarness:
         assert client is not None
         for _ in range(100):
             await client.until_synced(timeout=10)
-            if not client._work and client.state == SYNCED:
+            if not client._sync.work and client.state == SYNCED:
                 return
             await client.until_not_synced(timeout=1)
         raise AssertionError("the client never settled")

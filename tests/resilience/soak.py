@@ -27,8 +27,8 @@ from .helpers import fast_client, leak_probe, rss_mib
 def client_tables(client: InspectingClientAsync) -> dict[str, int]:
     kc = client.katcp_client
     return {
-        "state_waiters": len(client._state_waiters),
-        "wake_waiters": len(client._wake),
+        "state_waiters": len(client._states.waiters),
+        "wake_waiters": len(client._sync.wake),
         "connect_waiters": len(kc._connect_waiters),
         "connected_flag_waiters": len(kc._connected_flag),
         "closing_tasks": len(kc._closing_tasks),
@@ -37,11 +37,11 @@ def client_tables(client: InspectingClientAsync) -> dict[str, int]:
         + sum(len(h) for h in kc._argument_hooks.values()),
         "callbacks": len(kc.connected_callbacks._items) + len(kc.disconnected_callbacks._items)
         + len(kc.failed_connect_callbacks._items),
-        "sensor_objects": len(client._sensor_objects),
-        "updaters": len(client._updaters),
+        "sensor_objects": len(client._updates.objects),
+        "updaters": len(client._updates.updaters),
         "observers": sum(len(getattr(s, "observers", ())) for s in
-                         client._sensor_objects.values()),
-        "unknown_asked": len(client._unknown_asked),
+                         client._updates.objects.values()),
+        "unknown_asked": len(client._sync.unknown_asked),
     }
 
 
