@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .read_path import SEEDS, ReadPathHarness
+from katcp_inspect.testing.harness.read_path import SEEDS, ReadPathHarness
 
 NAMES = st.sampled_from([b"sensor-status", b"sensor-value", b"interface-changed",
                          b"device-changed", b"version-connect", b"help", b"sensor-list", b"log",
