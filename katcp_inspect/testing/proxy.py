@@ -33,22 +33,25 @@ import ipaddress
 import logging
 import re
 import socket
-import struct
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
 import attrs
 from tornado.iostream import IOStream, StreamClosedError
-from tornado.netutil import bind_sockets
-from tornado.tcpserver import TCPServer
 
-from ..waiting import drain
+from ..waiting import Counter, Flag, wait_first
+from .server import (
+    GARBAGE_LINE,
+    StreamListener,
+    Tasks,
+    garbage_line,
+    listen,
+    long_line,
+    reset_on_close,
+)
 
 logger = logging.getLogger("katcp_inspect.testing.proxy")
-
-#: What :meth:`Direction.inject_garbage` sends by default: no KATCP message starts so.
-GARBAGE_LINE = b"this is not a KATCP message\n"
 
 _READ_CHUNK = 64 * 1024
 _TERMINATOR_RUNS = re.compile(rb"[\r\n]+")
@@ -125,15 +128,14 @@ class ProxyConnection:
         self.client_stream = client
         self.device_stream: IOStream | None = None
         self.flows: dict[DirectionName, _Flow] = {}
-        self._closed = False
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._closed = Flag()
 
     def __repr__(self) -> str:
         return f"<ProxyConnection #{self.number} from {self.client_address}>"
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._closed.is_set()
 
     def forwarded(self, direction: DirectionName) -> tuple[int, int]:
         """``(bytes, lines)`` forwarded so far in ``direction`` on this connection."""
@@ -142,31 +144,19 @@ class ProxyConnection:
 
     def close(self, *, reset: bool = False) -> None:
         """Close both sides (``reset``: with a TCP RST rather than a FIN)."""
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self._closed.set()
         for stream in (self.client_stream, self.device_stream):
             if stream is None:
                 continue
-            if reset and stream.socket is not None:
-                with contextlib.suppress(OSError):
-                    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                             struct.pack("ii", 1, 0))
+            if reset:
+                reset_on_close(stream)
             stream.close()
-        waiters, self._waiters = self._waiters, set()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
         self.proxy._forget(self)
 
-    def _waiter(self) -> asyncio.Future[None]:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._closed:
-            waiter.set_result(None)
-        else:
-            self._waiters.add(waiter)
-            waiter.add_done_callback(self._waiters.discard)
-        return waiter
+    def _until_closed(self) -> asyncio.Future[None]:
+        return self._closed.wait()
 
 
 @attrs.define(eq=False)
@@ -216,12 +206,11 @@ class Direction:
         self.cuts = 0
         self.stalls = 0
         self._triggers: list[_Trigger] = []
-        self._stalled = False
+        self._flowing = Flag(True)
         self._stall_handle: asyncio.TimerHandle | None = None
-        self._waiters: set[asyncio.Future[None]] = set()
 
     def __repr__(self) -> str:
-        return f"<Direction {self.name}{' stalled' if self._stalled else ''}>"
+        return f"<Direction {self.name}{' stalled' if self.stalled else ''}>"
 
     # -- arming faults -------------------------------------------------------------------------
 
@@ -267,16 +256,17 @@ class Direction:
 
     @property
     def stalled(self) -> bool:
-        return self._stalled
+        return not self._flowing.is_set()
 
     def _is_stalled(self) -> bool:
-        return self._stalled
+        # A call, not the property: mypy would carry what it learnt before an await past it.
+        return not self._flowing.is_set()
 
     def stall(self, duration: float | None = None) -> None:
         """Stop forwarding in this direction, on every connection (new ones too), for
         ``duration`` seconds or until :meth:`resume`. Data waits in the proxy and the
         kernel's buffers; nothing is lost unless the connection closes meanwhile."""
-        self._stalled = True
+        self._flowing.clear()
         self.stalls += 1
         if self._stall_handle is not None:
             self._stall_handle.cancel()
@@ -291,13 +281,9 @@ class Direction:
         if self._stall_handle is not None:
             self._stall_handle.cancel()
             self._stall_handle = None
-        if not self._stalled:
+        if not self.stalled:
             return
-        self._stalled = False
-        waiters, self._waiters = self._waiters, set()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._flowing.set()
         for conn in self._proxy.connections:
             flow = conn.flows.get(self.name)
             if flow is not None:
@@ -305,16 +291,8 @@ class Direction:
         self._proxy._event("resume", self.name, None)
 
     async def _until_resumed(self, conn: ProxyConnection) -> None:
-        while self._stalled and not conn.closed:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.add(waiter)
-            closed = conn._waiter()
-            try:
-                await asyncio.wait([waiter, closed], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                self._waiters.discard(waiter)
-                waiter.cancel()
-                closed.cancel()
+        while self.stalled and not conn.closed:
+            await wait_first(self._flowing.wait(), conn._until_closed())
 
     # -- injecting -----------------------------------------------------------------------------
 
@@ -331,20 +309,17 @@ class Direction:
 
     def _flush_idle(self, flow: _Flow) -> None:
         """Send what is to be injected on a flow that has no data of its own in hand."""
-        if flow.injections and not flow.busy and not flow.in_line and not self._stalled:
+        if flow.injections and not flow.busy and not flow.in_line and not self.stalled:
             _write_quietly(flow.sink, b"".join(flow.injections))
             flow.injections.clear()
 
     def inject_garbage(self, data: bytes = GARBAGE_LINE) -> None:
         """Inject a line that is not KATCP (by default); a line ending is added if missing."""
-        if not data.endswith((b"\n", b"\r")):
-            data += b"\n"
-        self.inject(data)
+        self.inject(garbage_line(data))
 
     def inject_long_line(self, size: int, name: bytes = b"long-line") -> None:
         """Inject an inform ``#name xxx...`` of more than ``size`` bytes (with its ending)."""
-        prefix = b"#" + name + b" "
-        self.inject(prefix + b"x" * max(1, size + 1 - len(prefix)) + b"\n")
+        self.inject(long_line(size, name))
 
     # -- forwarding ----------------------------------------------------------------------------
 
@@ -357,7 +332,7 @@ class Direction:
     async def _forward(self, conn: ProxyConnection, flow: _Flow, data: bytes) -> None:
         """Forward ``data`` read from ``flow.source``, firing faults where they fall due."""
         while data and not conn.closed:
-            if self._stalled:
+            if self.stalled:
                 await self._until_resumed(conn)
                 continue
             if self.delay > 0:
@@ -393,7 +368,7 @@ class Direction:
         bytes of ``data`` written."""
         written = 0
         while written < len(data) and not conn.closed:
-            if written and self._stalled and (self.fragment or not flow.in_line):
+            if written and self.stalled and (self.fragment or not flow.in_line):
                 return written
             if flow.injections and not flow.in_line:
                 injected = b"".join(flow.injections)
@@ -434,15 +409,6 @@ def _write_quietly(stream: IOStream, data: bytes) -> None:
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
-class _Server(TCPServer):
-    def __init__(self, proxy: FaultProxy) -> None:
-        super().__init__()
-        self._proxy = proxy
-
-    def handle_stream(self, stream: IOStream, address: Any) -> None:
-        self._proxy._accept(stream, address)
-
-
 class FaultProxy:
     """A TCP proxy from ``host:port`` (loopback; port 0 picks a free one) to
     ``target_host:target_port``, with faults to inject in either direction.
@@ -464,16 +430,14 @@ class FaultProxy:
         self.to_client = Direction(self, "to_client")
         #: Faults of the client → device direction.
         self.to_device = Direction(self, "to_device")
-        #: Connections accepted so far (open or not).
-        self.accepted = 0
         #: Every fault that happened, in order (see :meth:`add_fault_callback`).
         self.events: list[FaultEvent] = []
         self._port = port
-        self._server: _Server | None = None
+        self._server: StreamListener | None = None
         self._connections: dict[ProxyConnection, None] = {}
-        self._tasks: set[asyncio.Future[None]] = set()
+        self._tasks = Tasks()
         self._callbacks: list[FaultCallback] = []
-        self._accept_waiters: set[asyncio.Future[None]] = set()
+        self._accepted = Counter()
 
     def __repr__(self) -> str:
         return (f"<FaultProxy {self.host}:{self._port} -> {self.target_host}:"
@@ -497,6 +461,11 @@ class FaultProxy:
         return self._server is not None
 
     @property
+    def accepted(self) -> int:
+        """Connections accepted so far (open or not)."""
+        return self._accepted.value
+
+    @property
     def connections(self) -> list[ProxyConnection]:
         """The open connections, oldest first."""
         return list(self._connections)
@@ -510,11 +479,7 @@ class FaultProxy:
         """Listen (on the port given, or the one of the previous start, or a free one)."""
         if self._server is not None:
             raise RuntimeError("the proxy is already running")
-        sockets = bind_sockets(self._port, self.host)
-        server = _Server(self)
-        server.add_sockets(sockets)
-        self._server = server
-        self._port = sockets[0].getsockname()[1]
+        self._server, self._port = listen(self._accept, self.host, self._port)
         logger.debug("Fault proxy %s:%d -> %s:%d", self.host, self._port, self.target_host,
                      self.target_port)
 
@@ -525,7 +490,7 @@ class FaultProxy:
         if server is not None:
             server.stop()
         self.drop_connections()
-        await drain(self._tasks)
+        await self._tasks.wait()
         for direction in (self.to_client, self.to_device):
             if direction._stall_handle is not None:
                 direction._stall_handle.cancel()
@@ -549,18 +514,11 @@ class FaultProxy:
 
     async def until_accepted(self, count: int, timeout: float = 5.0) -> None:
         """Wait until the proxy has accepted ``count`` connections in all."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.accepted < count:
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._accept_waiters.add(waiter)
-            try:
-                await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError:
-                raise TimeoutError(f"the proxy accepted {self.accepted} connections, not "
-                                   f"{count}, within {timeout:g} s") from None
-            finally:
-                self._accept_waiters.discard(waiter)
+        try:
+            await asyncio.wait_for(self._accepted.wait_for(count), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"the proxy accepted {self.accepted} connections, not "
+                               f"{count}, within {timeout:g} s") from None
 
     # -- events --------------------------------------------------------------------------------
 
@@ -586,11 +544,6 @@ class FaultProxy:
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Future[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     def _forget(self, conn: ProxyConnection) -> None:
         self._connections.pop(conn, None)
         for direction in (self.to_client, self.to_device):
@@ -601,14 +554,10 @@ class FaultProxy:
         if self._server is None:
             stream.close()
             return
-        self.accepted += 1
+        self._accepted.increment()
         conn = ProxyConnection(self, self.accepted, stream, address)
         self._connections[conn] = None
-        waiters, self._accept_waiters = self._accept_waiters, set()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._spawn(self._serve(conn))
+        self._tasks.spawn(self._serve(conn))
 
     async def _connect_target(self) -> IOStream:
         loop = asyncio.get_running_loop()
@@ -663,17 +612,7 @@ class FaultProxy:
 
     async def _sleep(self, conn: ProxyConnection, seconds: float) -> None:
         """Sleep, but wake up at once if ``conn`` closes."""
-        closed = conn._waiter()
-        def wake() -> None:
-            if not closed.done():
-                closed.set_result(None)
-
-        handle = asyncio.get_running_loop().call_later(seconds, wake)
-        try:
-            await closed
-        finally:
-            handle.cancel()
-            closed.cancel()
+        await wait_first(conn._until_closed(), timeout=seconds)
 
 
 __all__ = ["GARBAGE_LINE", "Direction", "FaultEvent", "FaultProxy", "ProxyConnection"]
