@@ -94,4 +94,5 @@ class Tasks:
             await drain(others)
 
     def __len__(self) -> int:
+        """How many tasks have not ended (for tests and leak checks)."""
         return len(self._tasks)
