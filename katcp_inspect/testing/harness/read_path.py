@@ -89,6 +89,9 @@ class ReadPathHarness:
         self.device.listen_now()
         client = self.client = fast_client(self.device.port)
         client.katcp_client.max_line_length = MAX_LINE
+        # Inputs end the connection on purpose (#disconnect, long lines), hundreds of times in a
+        # run; the back-off for connections that end early must not outgrow _settled's waits.
+        client.katcp_client.reconnect_backoff.delay_max = 0.2
         await client.connect()
         await client.until_synced(timeout=10)
         self._model = client._model.snapshot()
