@@ -8,6 +8,7 @@ read, and tells the owner once, at the very end, that the stream is gone and why
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -66,14 +67,19 @@ class Connection:
     ``on_items`` receives the items parsed from each chunk; ``on_closed`` is called exactly once,
     after the stream is closed and the read loop has ended, with the reason (never ``None``).
     A line longer than ``max_line_length`` closes the connection with :class:`LineTooLongError`
-    as soon as it is known to be too long, without waiting for its end.
+    as soon as it is known to be too long, without waiting for its end; with
+    ``close_on_long_line=False`` (a server that answers such a line rather than hanging up) it
+    becomes a ``ValueError`` item at its end instead, the parser keeping only
+    ``max_line_length`` bytes of it meanwhile.
     """
 
     def __init__(self, stream: IOStream, *, max_line_length: int,
                  on_items: Callable[[list[ParsedItem]], None],
-                 on_closed: Callable[[BaseException], None]) -> None:
+                 on_closed: Callable[[BaseException], None],
+                 close_on_long_line: bool = True) -> None:
         self.stream = stream
         self.max_line_length = max_line_length
+        self.close_on_long_line = close_on_long_line
         self._on_items = on_items
         self._on_closed = on_closed
         self._parser = codec.Parser(max_line_length)
@@ -122,6 +128,24 @@ class Connection:
         self._pending_writes.clear()
         self.stream.close()
 
+    async def close_after_sending(self, reason: BaseException, timeout: float) -> None:
+        """Send what is queued, waiting at most ``timeout`` seconds for the peer to take it,
+        then close with ``reason``: the graceful end a server gives its clients. Nothing sent
+        meanwhile is queued."""
+        if self.closing:
+            return
+        self._close_reason = reason
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        data = b"".join(self._pending_writes)
+        self._pending_writes.clear()
+        if data:
+            with contextlib.suppress(StreamClosedError, StreamBufferFullError,
+                                     asyncio.TimeoutError):
+                await asyncio.wait_for(self.stream.write(data), timeout)
+        self.stream.close()
+
     async def _read_loop(self) -> None:
         try:
             await self._pump()
@@ -153,7 +177,8 @@ class Connection:
             items = parser.append(view[:n])
             if items:
                 self._on_items(items)
-            if parser.buffer_size >= self.max_line_length and not self.closing:
+            if parser.buffer_size >= self.max_line_length and self.close_on_long_line \
+                    and not self.closing:
                 self.close(LineTooLongError(
                     f"line longer than {self.max_line_length} bytes; resetting the connection"))
             if loop.time() >= yield_at:

@@ -138,3 +138,45 @@ class Flag:
     def __len__(self) -> int:
         """How many waiters are waiting (for tests and leak checks)."""
         return len(self._waiters)
+
+
+async def wait_first(*waiters: asyncio.Future[Any], timeout: float | None = None) -> None:
+    """Wait until one of ``waiters`` is done (or ``timeout`` seconds have passed), then cancel
+    them all, so that each leaves its set whichever way the wait ended."""
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            if not waiter.cancel() and not waiter.cancelled():
+                waiter.exception()  # retrieved, so never reported as lost
+
+
+class Counter:
+    """A count that only goes up, and that coroutines can wait to reach a value.
+
+    Waiters on one value share a :class:`Flag`, set when the count gets there; a flag whose
+    waiters have all gone is dropped, so abandoned waits leave nothing behind.
+    """
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._reached: dict[int, Flag] = {}
+
+    def increment(self) -> None:
+        self.value += 1
+        flag = self._reached.pop(self.value, None)
+        if flag is not None:
+            flag.set()
+
+    def wait_for(self, value: int) -> asyncio.Future[None]:
+        """A future that is done once the count is ``value`` or more."""
+        if self.value >= value:
+            return done_future(None)
+        flag = self._reached.setdefault(value, Flag())
+        waiter = flag.wait()
+        waiter.add_done_callback(lambda _: self._drop_unwaited(value, flag))
+        return waiter
+
+    def _drop_unwaited(self, value: int, flag: Flag) -> None:
+        if not len(flag) and self._reached.get(value) is flag:
+            del self._reached[value]

@@ -19,13 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.resilience.flood import run_flood  # noqa: E402
+from katcp_inspect.testing.harness.flood import run_flood
 
 
 def main() -> int:

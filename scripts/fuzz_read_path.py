@@ -3,7 +3,7 @@
 
 A client is connected and synced to a scripted device on 127.0.0.1; every fuzz input is sent
 to it by the device as it is (plus a line ending), and after each input the invariants of
-``tests/resilience/read_path.py`` are checked: the client still answers ``?watchdog``
+``katcp_inspect/testing/harness/read_path.py`` are checked: the client still answers ``?watchdog``
 (reconnecting first if the input legitimately ended the connection), its counters match what
 was sent, its model is unchanged, no hook raised, and nothing reached the event loop's
 exception handler. The first violation stops the run with the offending input.
@@ -36,9 +36,6 @@ import tempfile
 import time
 from typing import Any
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 
 class Run:
     def __init__(self, runs: int, report_every: int) -> None:
@@ -48,7 +45,8 @@ class Run:
         asyncio.set_event_loop(self.loop)
         self.loop_errors: list[dict[str, Any]] = []
         self.loop.set_exception_handler(lambda loop, context: self.loop_errors.append(context))
-        from tests.resilience.read_path import ReadPathHarness
+        # Imported here, not at the top: atheris must instrument katcp_inspect first.
+        from katcp_inspect.testing.harness.read_path import ReadPathHarness
 
         self.harness = ReadPathHarness()
         self.loop.run_until_complete(self.harness.start())
@@ -81,7 +79,7 @@ class Run:
 
 
 def run_random(args: argparse.Namespace) -> None:
-    from tests.resilience.read_path import random_input
+    from katcp_inspect.testing.harness.read_path import random_input
 
     run = Run(args.runs, args.report_every)
     rng = random.Random(args.seed)
@@ -104,7 +102,7 @@ def run_atheris(args: argparse.Namespace) -> None:
         import katcp_inspect.message
         import katcp_inspect.model
         import katcp_inspect.sensor  # noqa: F401
-    from tests.resilience.read_path import _ARGS, _NAMES, SEEDS
+    from katcp_inspect.testing.harness.read_path import ARGUMENTS, NAMES, SEEDS
 
     run = Run(args.runs, args.report_every)
     work = pathlib.Path(tempfile.mkdtemp(prefix="katcp-fuzz-"))
@@ -112,7 +110,7 @@ def run_atheris(args: argparse.Namespace) -> None:
     corpus.mkdir()
     for i, seed in enumerate(SEEDS):
         (corpus / f"seed-{i:03d}").write_bytes(seed)
-    tokens = {*_NAMES, *_ARGS, b"#", b"!", b"?", b"[", b"]", b"\\n", b"\\_"}
+    tokens = {*NAMES, *ARGUMENTS, b"#", b"!", b"?", b"[", b"]", b"\\n", b"\\_"}
     (work / "katcp.dict").write_text("".join(
         '"' + "".join(f"\\x{b:02x}" for b in token) + '"\n' for token in sorted(tokens)))
     print(f"engine: atheris, {args.runs} inputs, work directory {work}", flush=True)

@@ -18,16 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import pathlib
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from katcp_inspect import InspectingClientAsync, Message  # noqa: E402
-from katcp_inspect.inspecting_client import SYNCED  # noqa: E402
+from katcp_inspect import InspectingClientAsync, Message
+from katcp_inspect.inspecting_client import SYNCED
 
 
 def _sensor_line(index: int) -> bytes:

@@ -19,13 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.resilience.soak import Sample, run_soak  # noqa: E402
+from katcp_inspect.testing.harness.soak import Sample, run_soak
 
 
 def main() -> int:

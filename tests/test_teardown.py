@@ -94,7 +94,7 @@ def test_fault_proxy_stop_with_a_done_task() -> None:
     async def scenario() -> None:
         proxy = FaultProxy("127.0.0.1", 1)
         await proxy.start()
-        done_but_not_forgotten(proxy._tasks)
+        done_but_not_forgotten(proxy._tasks._tasks)
         await asyncio.wait_for(proxy.stop(), 5)
 
     assert finishes(scenario)

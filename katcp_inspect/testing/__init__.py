@@ -13,13 +13,14 @@ from .device import (
     ClientConnection,
     FailReply,
     InvalidReply,
+    OfferedRequest,
     RequestContext,
     RequestInfo,
     SimulatedDevice,
 )
 from .proxy import FaultProxy
 from .runner import run_simulator, serve_simulator
-from .sampling import SamplingStrategy, Strategy, StrategyError, parse_strategy
+from .sampling import SamplingStrategy, Strategy, StrategyError, StrategyName, parse_strategy
 from .sensors import (
     DEMO_CHANGING,
     SensorReading,
@@ -38,6 +39,7 @@ __all__ = [
     "FailReply",
     "FaultProxy",
     "InvalidReply",
+    "OfferedRequest",
     "RequestContext",
     "RequestInfo",
     "SamplingStrategy",
@@ -46,6 +48,7 @@ __all__ = [
     "SimulatedSensor",
     "Strategy",
     "StrategyError",
+    "StrategyName",
     "ValueGenerator",
     "demo_sensors",
     "generated_reading",

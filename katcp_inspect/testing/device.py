@@ -6,333 +6,57 @@ and ``#interface-changed`` when its interface changes at run time. Fault switche
 misbehave on purpose (drop clients, stall, answer slowly, send garbage or over-long lines), so
 that clients can be tested against the failures real devices have.
 
-Each connection reads in large chunks through katcp-codec and collects everything it sends in
-one event-loop iteration into a single write.
+The device holds its sensors, requests and fault switches; each client is a
+:class:`~katcp_inspect.testing.device_connection.ClientConnection` on the library's own
+connection, and the standard requests are in :mod:`katcp_inspect.testing.standard_requests`.
+May import the library and the rest of the testing toolkit but its harnesses.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import re
-import socket
-import struct
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, TypeVar, Union
+from typing import Any, Union
 
-import attrs
 import tornado
-from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
-from tornado.netutil import bind_sockets
-from tornado.tcpserver import TCPServer
+from tornado.iostream import IOStream
 
 from .. import __version__
 from ..errors import KatcpSyntaxError
-from ..kattypes import Address, SensorStatus, SensorType, encode_timestamp
-from ..message import ArgumentLike, Message, MessageParser, MessageType
+from ..kattypes import Address, SensorStatus, encode_timestamp
+from ..message import ArgumentLike, Message
 from ..protocol import ProtocolFlags
-from ..waiting import start_task
-from .sampling import ConnectionSampling, SamplingStrategy, StrategyError, parse_strategy
+from .device_connection import (
+    ClientConnection,
+    FailReply,
+    H,
+    InvalidReply,
+    OfferedRequest,
+    RequestContext,
+    RequestHandler,
+    RequestInfo,
+)
 from .sensors import DEMO_CHANGING, SimulatedSensor, ValueGenerator, demo_sensors
+from .server import GARBAGE_LINE, StreamListener, Tasks, garbage_line, listen, long_line
+from .standard_requests import LOG_LEVELS, add_standard_requests
+
+__all__ = ["DEFAULT_FLAGS", "GARBAGE_LINE", "INTERFACE_CHANGED_STYLES", "LOG_LEVELS",
+           "ClientConnection", "FailReply", "InvalidReply", "OfferedRequest", "RequestContext",
+           "RequestHandler", "RequestInfo", "SimulatedDevice"]
 
 logger = logging.getLogger("katcp_inspect.testing.device")
 
-#: ``?log-level`` levels, from quietest to noisiest.
-LOG_LEVELS = ("off", "fatal", "error", "warn", "info", "debug", "trace", "all")
 #: Styles of interface-change inform (see :class:`SimulatedDevice`).
 INTERFACE_CHANGED_STYLES = ("sensor", "list", "bare", "device-changed")
-#: What :meth:`SimulatedDevice.send_garbage` sends by default: no KATCP message starts so.
-GARBAGE_LINE = b"this is not a KATCP message\n"
 #: Default flags per protocol version (flag order as given here is the order greeted with).
 DEFAULT_FLAGS = {(5, 1): "MIBT", (5, 0): "MI", (4, 0): "M"}
 
 _LOGGER_NAME = "katcp-inspect.simulated-device"
-_READ_CHUNK = 64 * 1024
-
-RequestHandler = Callable[..., Any]
-"""``handler(ctx, *args: bytes)``, a coroutine function (or a plain function) whose result is
-the reply: ``None`` for ``ok``, a tuple for ``ok`` and its items, anything else for ``ok value``.
-"""
-H = TypeVar("H", bound=RequestHandler)
-
-
-class FailReply(Exception):
-    """Raise in a request handler to reply ``fail <reason>``."""
-
-
-class InvalidReply(Exception):
-    """Raise in a request handler to reply ``invalid <reason>``."""
-
-
-@attrs.frozen(eq=False)
-class RequestInfo:
-    """A request the device offers: its handler, ``?help`` text and timeout hint (seconds)."""
-
-    name: str
-    handler: RequestHandler
-    description: str
-    timeout_hint: float | None
-    signature: inspect.Signature | None
-
-
-class RequestContext:
-    """What a request handler gets as its first argument.
-
-    ``ctx.inform(*args)`` sends an inform that belongs to the reply (same name and message id);
-    :attr:`device`, :attr:`connection` and :attr:`request` give access to the rest.
-    """
-
-    def __init__(self, device: SimulatedDevice, connection: ClientConnection, request: Message,
-                 mid: int | None) -> None:
-        self.device = device
-        self.connection = connection
-        self.request = request
-        self.mid = mid
-        self.informs_sent = 0
-        self._after_reply: list[Callable[[], None]] = []
-
-    @property
-    def name(self) -> str:
-        return self.request.name
-
-    def inform(self, *args: ArgumentLike) -> None:
-        self.connection.send(Message(MessageType.INFORM, self.request.name, args, self.mid))
-        self.informs_sent += 1
-
-    def after_reply(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` once the reply has been queued (``?halt`` uses this)."""
-        self._after_reply.append(callback)
-
-
-def _reply_values(result: Any) -> list[Any]:
-    if result is None:
-        return []
-    if isinstance(result, (tuple, list)):
-        return list(result)
-    return [result]
-
-
-class ClientConnection:
-    """One client of the device: its stream, its sampling strategies, its queued output."""
-
-    def __init__(self, device: SimulatedDevice, stream: IOStream, address: Address) -> None:
-        self.device = device
-        self.stream = stream
-        self.address = address
-        self.sampling = ConnectionSampling(self._send_sensor_status)
-        self._major = device.protocol_flags.major
-        self._parser = MessageParser(device.max_line_length)
-        self._out: list[bytes] = []
-        self._held: list[bytes] = []
-        self._waiting: list[Message] = []
-        self._flush_handle: asyncio.Handle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._order = asyncio.Lock()
-        self._read_task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._gone = False
-
-    def __repr__(self) -> str:
-        return f"<ClientConnection {self.address}>"
-
-    @property
-    def closed(self) -> bool:
-        return self._closing or self._gone
-
-    def start(self) -> None:
-        self._read_task = start_task(self._read_loop())
-
-    # -- output ------------------------------------------------------------------------------
-
-    def send(self, message: Message | bytes) -> None:
-        """Queue a message (or raw bytes, sent as they are) for this client.
-
-        Everything queued in one loop iteration goes out in one write. While the device is
-        stalled, output is held back and sent when it resumes.
-        """
-        if self.closed:
-            return
-        data = message if isinstance(message, bytes) else message.encode()
-        if self.device.stalled:
-            self._held.append(data)
-        else:
-            self._queue(data)
-
-    def _queue(self, data: bytes) -> None:
-        self._out.append(data)
-        if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
-
-    def _send_sensor_status(self, sensor: SimulatedSensor) -> None:
-        # Updates that fall due while the device is stalled are lost, as from a hung device.
-        if not self.closed and not self.device.stalled:
-            self._queue(sensor.status_line(self._major))
-
-    def _take_output(self) -> bytes:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        data = b"".join(self._out)
-        self._out.clear()
-        return data
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        data = self._take_output()
-        if not data or self.stream.closed():
-            return
-        try:
-            self.stream.write(data)
-        except StreamBufferFullError:
-            logger.warning("Client %s is not reading; disconnecting it", self.address)
-            self.abort()
-        except StreamClosedError:
-            pass  # the read loop notices and cleans up
-
-    def log(self, level: str, text: str) -> None:
-        """Send ``#log level timestamp logger text`` to this client, if the level is enabled."""
-        if self.device.log_enabled(level):
-            self.send(self.device.log_message(level, text))
-
-    # -- closing -----------------------------------------------------------------------------
-
-    def abort(self, *, reset: bool = False) -> None:
-        """Close at once, dropping queued output; ``reset`` sends a TCP RST instead of a FIN."""
-        self._closing = True
-        self._take_output()
-        self._held.clear()
-        if reset and self.stream.socket is not None:
-            with contextlib.suppress(OSError):
-                self.stream.socket.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.stream.close()
-
-    async def close(self, timeout: float = 1.0) -> None:
-        """Send what is queued (waiting at most ``timeout`` seconds), close, and wait until
-        every task of this connection has ended."""
-        if not self._closing:
-            self._closing = True
-            data = self._take_output()
-            self._held.clear()
-            if data and not self.stream.closed():
-                with contextlib.suppress(StreamClosedError, StreamBufferFullError,
-                                         asyncio.TimeoutError):
-                    await asyncio.wait_for(self.stream.write(data), timeout)
-            self.stream.close()
-        await self.wait_closed()
-
-    async def wait_closed(self) -> None:
-        if self._read_task is not None:
-            await asyncio.shield(self._read_task)
-        current = asyncio.current_task()
-        tasks = [t for t in self._tasks if t is not current]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _gone_away(self) -> None:
-        self._gone = True
-        self._take_output()
-        self._held.clear()
-        self._waiting.clear()
-        self.sampling.close()
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        self.device._forget(self)
-
-    # -- input -------------------------------------------------------------------------------
-
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                data = await self.stream.read_bytes(_READ_CHUNK, partial=True)
-                for item in self._parser.feed(data):
-                    if isinstance(item, KatcpSyntaxError):
-                        self.log("error", f"Bad line from {self.address}: {item}")
-                    elif self.device.stalled:
-                        self._waiting.append(item)
-                    else:
-                        self._dispatch(item)
-        except StreamClosedError:
-            pass
-        finally:
-            self._gone_away()
-
-    def _resume(self) -> None:
-        held, self._held = self._held, []
-        for data in held:
-            self._queue(data)
-        waiting, self._waiting = self._waiting, []
-        for message in waiting:
-            self._dispatch(message)
-
-    def _dispatch(self, message: Message) -> None:
-        if message.mtype is MessageType.REPLY:
-            self.log("error", f"Unexpected reply {message}")
-            return
-        if message.mtype is not MessageType.REQUEST:
-            return  # a device may ignore informs from its clients
-        # With message ids, a request that has one may run alongside others; the rest are
-        # handled one at a time, in the order they came.
-        concurrent = self.device.protocol_flags.message_ids and message.mid is not None
-        task = asyncio.ensure_future(self._handle(message, ordered=not concurrent))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _handle(self, request: Message, *, ordered: bool) -> None:
-        if ordered:
-            async with self._order:
-                await self._process(request)
-        else:
-            await self._process(request)
-
-    async def _process(self, request: Message) -> None:
-        device = self.device
-        mid = request.mid if device.protocol_flags.message_ids else None
-        info = device.requests.get(request.name)
-        if info is None:
-            self.send(Message(MessageType.REPLY, request.name, [b"invalid", "Unknown request."],
-                              mid))
-            return
-        delay = device.delays.get(request.name)
-        if delay:
-            await asyncio.sleep(delay)
-        ctx = RequestContext(device, self, request, mid)
-        try:
-            if info.signature is not None:
-                try:
-                    info.signature.bind(ctx, *request.arguments)
-                except TypeError as exc:
-                    raise InvalidReply(str(exc)) from None
-            result = info.handler(ctx, *request.arguments)
-            if inspect.isawaitable(result):
-                result = await result
-            reply = [b"ok", *_reply_values(result)]
-        except FailReply as exc:
-            reply = [b"fail", str(exc)]
-        except InvalidReply as exc:
-            reply = [b"invalid", str(exc)]
-        except Exception as exc:
-            logger.info("Handler of ?%s raised; replying fail", request.name, exc_info=True)
-            reply = [b"fail", str(exc) or type(exc).__name__]
-        self.send(Message(MessageType.REPLY, request.name, reply, mid))
-        for callback in ctx._after_reply:
-            callback()
-
-
-class _Server(TCPServer):
-    def __init__(self, device: SimulatedDevice) -> None:
-        super().__init__()
-        self._device = device
-
-    def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
-        self._device._accept(stream, address)
-
 
 def _parse_protocol(protocol: str, flags: str | None) -> tuple[ProtocolFlags, str]:
     version, dash, given = protocol.strip().partition("-")
@@ -346,10 +70,6 @@ def _parse_protocol(protocol: str, flags: str | None) -> tuple[ProtocolFlags, st
                                                   parsed.minor)]
     flags = "".join(dict.fromkeys(flags))  # without repeats, in the order given
     return ProtocolFlags(parsed.major, parsed.minor, flags), flags
-
-
-def _decode(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
 
 
 SensorSelection = Union[str, Iterable[str]]
@@ -405,18 +125,18 @@ class SimulatedDevice:
             raise ValueError(f"unknown log level {log_level!r}; use one of {LOG_LEVELS}")
         self.log_level = log_level
         self._sensors: dict[str, SimulatedSensor] = {}
-        self._requests: dict[str, RequestInfo] = {}
+        self._requests: dict[str, OfferedRequest] = {}
         self._delays: dict[str, float] = {}
         self._connections: dict[ClientConnection, None] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: _Server | None = None
+        self._tasks = Tasks()
+        self._server: StreamListener | None = None
         self._host = "127.0.0.1"
         self._port: int | None = None
         self._stalled = False
         self._generator: ValueGenerator | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._stopped: asyncio.Event | None = None
-        self._add_standard_requests()
+        add_standard_requests(self)
         for sensor in sensors:
             self._sensors[sensor.name] = sensor
 
@@ -473,7 +193,7 @@ class SimulatedDevice:
         return MappingProxyType(self._sensors)
 
     @property
-    def requests(self) -> Mapping[str, RequestInfo]:
+    def requests(self) -> Mapping[str, OfferedRequest]:
         return MappingProxyType(self._requests)
 
     @property
@@ -503,12 +223,8 @@ class SimulatedDevice:
         host = self._host if host is None else host
         if port is None:
             port = 0 if self._port is None else self._port
-        sockets = bind_sockets(port, host or None)
-        server = _Server(self)
-        server.add_sockets(sockets)
-        self._server = server
+        self._server, self._port = listen(self._accept, host, port)
         self._host = host
-        self._port = sockets[0].getsockname()[1]
         self._stopped = asyncio.Event()
         self._stop_task = None
         if self._generator is not None:
@@ -541,19 +257,11 @@ class SimulatedDevice:
             self._generator.stop()
         self._stalled = False  # a restarted device is not hung; held output is dropped
         await asyncio.gather(*(conn.close() for conn in list(self._connections)))
-        current = asyncio.current_task()
-        tasks = [t for t in self._tasks if t is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.cancel()
+        await self._tasks.wait()
         assert self._stopped is not None
         self._stopped.set()
         logger.info("Simulated device on %s:%s stopped", self._host, self._port)
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -571,7 +279,7 @@ class SimulatedDevice:
         else:
             for old in list(self._connections):
                 old.send(Message.inform("disconnect", f"New client connected from {peer}"))
-                self._spawn(old.close())
+                self._tasks.spawn(old.close())
         self._connections[conn] = None
         for message in self.greeting():
             conn.send(message)
@@ -717,7 +425,8 @@ class SimulatedDevice:
         except (TypeError, ValueError):
             signature = None
         existed = name in self._requests
-        self._requests[name] = RequestInfo(name, handler, description, timeout_hint, signature)
+        self._requests[name] = OfferedRequest(name, handler, description, timeout_hint,
+                                              signature)
         self._interface_changed("request", [(name, "modified" if existed else "added")])
 
     def request(self, name: str, *, help: str | None = None,
@@ -789,156 +498,8 @@ class SimulatedDevice:
 
     def send_garbage(self, data: bytes = GARBAGE_LINE) -> None:
         """Send ``data`` (a line that is not KATCP, by default) to every client as it is."""
-        if not data.endswith((b"\n", b"\r")):
-            data += b"\n"
-        self._broadcast(data)
+        self._broadcast(garbage_line(data))
 
     def send_long_line(self, size: int) -> None:
         """Send every client an inform ``#long-line xxx...`` longer than ``size`` bytes."""
-        prefix = b"#long-line "
-        self._broadcast(prefix + b"x" * max(1, size + 1 - len(prefix)) + b"\n")
-
-    # -- the standard requests -----------------------------------------------------------------
-
-    def _add_standard_requests(self) -> None:
-        flags = self.protocol_flags
-        standard: list[tuple[str, RequestHandler, str]] = [
-            ("halt", self._request_halt,
-             "Halt the device: reply, then close every connection and stop listening."),
-            ("help", self._request_help, "List the requests, or describe one (?help [name])."),
-            ("log-level", self._request_log_level,
-             "Query or set the log level (?log-level [" + "|".join(LOG_LEVELS) + "])."),
-            ("sensor-list", self._request_sensor_list,
-             "List the sensors, or those named (?sensor-list [name|/regex/])."),
-            ("sensor-sampling", self._request_sensor_sampling,
-             "Query or set a sampling strategy "
-             "(?sensor-sampling name[,name...] [strategy [params...]])."),
-            ("sensor-value", self._request_sensor_value,
-             "Read sensor values (?sensor-value [name|/regex/])."),
-            ("watchdog", self._request_watchdog, "Check that the device is alive."),
-        ]
-        if flags.major >= 5:
-            standard.append(("version-list", self._request_version_list,
-                             "List the versions of the device's components."))
-        if flags.multi_client:
-            standard.append(("client-list", self._request_client_list,
-                             "List the connected clients."))
-        if flags.request_timeout_hints:
-            standard.append(("request-timeout-hint", self._request_request_timeout_hint,
-                             "Give the timeout hints of requests (?request-timeout-hint "
-                             "[name])."))
-        for name, handler, description in standard:
-            self.add_request(name, handler, help=description)
-
-    def _sensors_named(self, selector: bytes | None) -> list[SimulatedSensor]:
-        if selector is None:
-            return [self._sensors[name] for name in sorted(self._sensors)]
-        text = _decode(selector)
-        if len(text) >= 2 and text.startswith("/") and text.endswith("/"):
-            try:
-                pattern = re.compile(text[1:-1])
-            except re.error as exc:
-                raise FailReply(f"Invalid regular expression {text}: {exc}") from None
-            return [self._sensors[n] for n in sorted(self._sensors) if pattern.search(n)]
-        return [self._sensor(text)]
-
-    def _sensor(self, name: str) -> SimulatedSensor:
-        sensor = self._sensors.get(name)
-        if sensor is None:
-            raise FailReply(f"Unknown sensor name {name}.")
-        return sensor
-
-    async def _request_halt(self, ctx: RequestContext) -> None:
-        ctx.after_reply(self.halt)
-
-    async def _request_help(self, ctx: RequestContext, name: bytes | None = None) -> int:
-        if name is None:
-            infos = [self._requests[n] for n in sorted(self._requests)]
-        else:
-            info = self._requests.get(_decode(name))
-            if info is None:
-                raise FailReply(f"Unknown request {_decode(name)}.")
-            infos = [info]
-        for info in infos:
-            ctx.inform(info.name, info.description)
-        return len(infos)
-
-    async def _request_log_level(self, ctx: RequestContext, level: bytes | None = None) -> str:
-        if level is not None:
-            text = _decode(level).lower()
-            if text not in LOG_LEVELS:
-                raise FailReply(f"Unknown log level {_decode(level)}.")
-            self.log_level = text
-        return self.log_level
-
-    async def _request_sensor_list(self, ctx: RequestContext,
-                                   name: bytes | None = None) -> int:
-        sensors = self._sensors_named(name)
-        for sensor in sensors:
-            ctx.inform(*sensor.list_arguments())
-        return len(sensors)
-
-    async def _request_sensor_value(self, ctx: RequestContext,
-                                    name: bytes | None = None) -> int:
-        sensors = self._sensors_named(name)
-        major = self.protocol_flags.major
-        for sensor in sensors:
-            ctx.inform(*sensor.reading_arguments(major))
-        return len(sensors)
-
-    async def _request_sensor_sampling(self, ctx: RequestContext, names: bytes,
-                                       strategy: bytes | None = None,
-                                       *params: bytes) -> tuple[bytes, ...]:
-        text = _decode(names)
-        listed = text.split(",") if self.protocol_flags.bulk_set_sensor_sampling else [text]
-        sampling = ctx.connection.sampling
-        if strategy is None:
-            if len(listed) > 1:
-                raise FailReply("Cannot query multiple sensors.")
-            sensor = self._sensor(listed[0])
-            return (names, *sampling.strategy(sensor.name).reply_arguments())
-        sensors = [self._sensor(name) for name in listed]
-        # Check everything first: a bulk request that fails for one sensor changes nothing.
-        by_type: dict[SensorType, SamplingStrategy] = {}
-        chosen = []
-        for sensor in sensors:
-            parsed = by_type.get(sensor.stype)
-            if parsed is None:
-                try:
-                    parsed = parse_strategy(strategy, params, sensor.stype,
-                                            major=self.protocol_flags.major)
-                except StrategyError as exc:
-                    raise FailReply(f"{exc} (sensor {sensor.name})") from None
-                by_type[sensor.stype] = parsed
-            chosen.append(parsed)
-        for sensor, parsed in zip(sensors, chosen):
-            sampling.set(sensor, parsed)
-        return (names, strategy, *params)
-
-    async def _request_watchdog(self, ctx: RequestContext) -> None:
-        return None
-
-    async def _request_version_list(self, ctx: RequestContext) -> int:
-        ctx.inform("katcp-protocol", self.protocol)
-        ctx.inform("katcp-library", self.library_version, f"tornado-{tornado.version}")
-        ctx.inform("katcp-device", self.name, self.build)
-        return 3
-
-    async def _request_client_list(self, ctx: RequestContext) -> int:
-        for conn in self._connections:
-            ctx.inform(str(conn.address))
-        return len(self._connections)
-
-    async def _request_request_timeout_hint(self, ctx: RequestContext,
-                                            name: bytes | None = None) -> int:
-        if name is None:
-            hints = [(n, self._requests[n].timeout_hint) for n in sorted(self._requests)
-                     if self._requests[n].timeout_hint]
-        else:
-            info = self._requests.get(_decode(name))
-            if info is None:
-                raise FailReply(f"Unknown request {_decode(name)}.")
-            hints = [(info.name, info.timeout_hint)]
-        for request, hint in hints:
-            ctx.inform(request, hint if hint else 0)
-        return len(hints)
+        self._broadcast(long_line(size))

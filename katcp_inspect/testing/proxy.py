@@ -22,7 +22,10 @@ point: the bytes before it are forwarded, none after. Injected data goes in betw
 (never inside one) and counts towards nothing.
 
 The proxy listens on a loopback address only, uses no threads, and :meth:`FaultProxy.stop`
-returns once every socket is closed and every task has ended.
+returns once every socket is closed and every task has ended. This module holds the proxy and
+its connections; each direction's faults and forwarding are in
+:mod:`katcp_inspect.testing.proxy_direction`. May import the library and the testing toolkit's
+server and proxy_direction modules.
 """
 
 from __future__ import annotations
@@ -31,29 +34,22 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import re
 import socket
-import struct
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
 import attrs
 from tornado.iostream import IOStream, StreamClosedError
-from tornado.netutil import bind_sockets
-from tornado.tcpserver import TCPServer
 
-from ..waiting import drain
+from ..waiting import Counter, Flag, wait_first
+from .proxy_direction import Direction, DirectionName, Flow
+from .server import GARBAGE_LINE, StreamListener, Tasks, listen, reset_on_close
 
 logger = logging.getLogger("katcp_inspect.testing.proxy")
 
-#: What :meth:`Direction.inject_garbage` sends by default: no KATCP message starts so.
-GARBAGE_LINE = b"this is not a KATCP message\n"
-
 _READ_CHUNK = 64 * 1024
-_TERMINATOR_RUNS = re.compile(rb"[\r\n]+")
 
-DirectionName = Literal["to_client", "to_device"]
 FaultKind = Literal["cut", "stall", "resume", "inject", "drop"]
 
 
@@ -72,47 +68,6 @@ class FaultEvent:
 FaultCallback = Callable[[FaultEvent], Any]
 
 
-def _count_lines(data: bytes | memoryview, in_line: bool) -> tuple[int, bool]:
-    """How many lines ``data`` completes, and whether it ends inside a line."""
-    count = 0
-    last_end = 0
-    for run in _TERMINATOR_RUNS.finditer(data):
-        if run.start() > 0 or in_line:
-            count += 1
-        in_line = False
-        last_end = run.end()
-    if len(data) > last_end:
-        in_line = True
-    return count, in_line
-
-
-def _offset_of_line_end(data: bytes, in_line: bool, lines: int) -> int | None:
-    """The offset just after the terminator that completes the ``lines``-th line of ``data``
-    (``lines >= 1``), or ``None`` if ``data`` completes fewer lines."""
-    for run in _TERMINATOR_RUNS.finditer(data):
-        if run.start() > 0 or in_line:
-            lines -= 1
-            if lines == 0:
-                return run.start() + 1
-        in_line = False
-    return None
-
-
-class _Flow:
-    """One direction of one proxied connection: where it reads, where it writes, its counts."""
-
-    def __init__(self, source: IOStream, sink: IOStream) -> None:
-        self.source = source
-        self.sink = sink
-        #: Bytes and lines forwarded (injected data not included).
-        self.bytes = 0
-        self.lines = 0
-        #: Whether the data forwarded so far ends inside a line.
-        self.in_line = False
-        self.busy = False
-        self.injections: list[bytes] = []
-
-
 class ProxyConnection:
     """One client connection through the proxy, and its connection to the target."""
 
@@ -124,16 +79,15 @@ class ProxyConnection:
         self.client_address = address
         self.client_stream = client
         self.device_stream: IOStream | None = None
-        self.flows: dict[DirectionName, _Flow] = {}
-        self._closed = False
-        self._waiters: set[asyncio.Future[None]] = set()
+        self.flows: dict[DirectionName, Flow] = {}
+        self._closed = Flag()
 
     def __repr__(self) -> str:
         return f"<ProxyConnection #{self.number} from {self.client_address}>"
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._closed.is_set()
 
     def forwarded(self, direction: DirectionName) -> tuple[int, int]:
         """``(bytes, lines)`` forwarded so far in ``direction`` on this connection."""
@@ -142,305 +96,19 @@ class ProxyConnection:
 
     def close(self, *, reset: bool = False) -> None:
         """Close both sides (``reset``: with a TCP RST rather than a FIN)."""
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self._closed.set()
         for stream in (self.client_stream, self.device_stream):
             if stream is None:
                 continue
-            if reset and stream.socket is not None:
-                with contextlib.suppress(OSError):
-                    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                             struct.pack("ii", 1, 0))
+            if reset:
+                reset_on_close(stream)
             stream.close()
-        waiters, self._waiters = self._waiters, set()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
         self.proxy._forget(self)
 
-    def _waiter(self) -> asyncio.Future[None]:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._closed:
-            waiter.set_result(None)
-        else:
-            self._waiters.add(waiter)
-            waiter.add_done_callback(self._waiters.discard)
-        return waiter
-
-
-@attrs.define(eq=False)
-class _Trigger:
-    action: Literal["cut", "stall"]
-    nbytes: int | None
-    lines: int | None
-    once: bool
-    reset: bool = False
-    duration: float | None = None
-    #: Counts of the connections open when the trigger was armed, by connection.
-    bases: dict[ProxyConnection, tuple[int, int]] = attrs.Factory(dict)
-
-    def offset(self, conn: ProxyConnection, flow: _Flow, data: bytes) -> int | None:
-        """Where in ``data`` (about to be forwarded on ``flow``) this trigger fires."""
-        base_bytes, base_lines = self.bases.get(conn, (0, 0))
-        found: int | None = None
-        if self.nbytes is not None:
-            remaining = self.nbytes - (flow.bytes - base_bytes)
-            if remaining <= len(data):
-                found = max(0, remaining)
-        if self.lines is not None:
-            remaining = self.lines - (flow.lines - base_lines)
-            at = 0 if remaining <= 0 else _offset_of_line_end(data, flow.in_line, remaining)
-            if at is not None and (found is None or at < found):
-                found = at
-        return found
-
-
-class Direction:
-    """The faults of one direction of the proxy (``proxy.to_client`` or ``proxy.to_device``).
-
-    :attr:`fragment` and :attr:`delay` may be changed at any time.
-    """
-
-    def __init__(self, proxy: FaultProxy, name: DirectionName) -> None:
-        self._proxy = proxy
-        self.name: DirectionName = name
-        #: Deliver every byte in a write of its own (each awaited, and the event loop run
-        #: once, before the next).
-        self.fragment = False
-        #: Seconds each chunk is held before it is forwarded.
-        self.delay = 0.0
-        #: Totals over every connection: bytes and lines forwarded, faults fired.
-        self.bytes = 0
-        self.lines = 0
-        self.cuts = 0
-        self.stalls = 0
-        self._triggers: list[_Trigger] = []
-        self._stalled = False
-        self._stall_handle: asyncio.TimerHandle | None = None
-        self._waiters: set[asyncio.Future[None]] = set()
-
-    def __repr__(self) -> str:
-        return f"<Direction {self.name}{' stalled' if self._stalled else ''}>"
-
-    # -- arming faults -------------------------------------------------------------------------
-
-    def cut_after(self, *, nbytes: int | None = None, lines: int | None = None,
-                  once: bool = True, reset: bool = False) -> None:
-        """Close a connection once ``nbytes`` bytes or ``lines`` lines (whichever comes first)
-        have been forwarded in this direction. ``once``: only the first connection to get there
-        is cut; otherwise every one is. ``reset``: close with a TCP RST."""
-        self._arm(_Trigger("cut", nbytes, lines, once, reset=reset))
-
-    def stall_after(self, *, nbytes: int | None = None, lines: int | None = None,
-                    duration: float | None = None, once: bool = True) -> None:
-        """Like :meth:`cut_after`, but :meth:`stall` the direction there instead (for
-        ``duration`` seconds, or until :meth:`resume`)."""
-        self._arm(_Trigger("stall", nbytes, lines, once, duration=duration))
-
-    def _arm(self, trigger: _Trigger) -> None:
-        if trigger.nbytes is None and trigger.lines is None:
-            raise ValueError("give nbytes, lines or both")
-        for value in (trigger.nbytes, trigger.lines):
-            if value is not None and value < (0 if trigger.once else 1):
-                raise ValueError(f"count {value} out of range (a trigger that fires again "
-                                 "needs a count of at least 1)")
-        for conn in self._proxy.connections:
-            flow = conn.flows.get(self.name)
-            if flow is not None:
-                trigger.bases[conn] = (flow.bytes, flow.lines)
-        self._triggers.append(trigger)
-
-    def clear(self) -> None:
-        """Disarm every trigger, resume, and stop fragmenting and delaying."""
-        self._triggers.clear()
-        self.fragment = False
-        self.delay = 0.0
-        self.resume()
-
-    @property
-    def armed(self) -> int:
-        """How many triggers are armed and have not fired (``once``) yet."""
-        return len(self._triggers)
-
-    # -- stalling ------------------------------------------------------------------------------
-
-    @property
-    def stalled(self) -> bool:
-        return self._stalled
-
-    def _is_stalled(self) -> bool:
-        return self._stalled
-
-    def stall(self, duration: float | None = None) -> None:
-        """Stop forwarding in this direction, on every connection (new ones too), for
-        ``duration`` seconds or until :meth:`resume`. Data waits in the proxy and the
-        kernel's buffers; nothing is lost unless the connection closes meanwhile."""
-        self._stalled = True
-        self.stalls += 1
-        if self._stall_handle is not None:
-            self._stall_handle.cancel()
-            self._stall_handle = None
-        if duration is not None:
-            self._stall_handle = asyncio.get_running_loop().call_later(duration, self.resume)
-        self._proxy._event("stall", self.name, None,
-                           "" if duration is None else f"for {duration:g} s")
-
-    def resume(self) -> None:
-        """Forward again what a :meth:`stall` held back, and what follows."""
-        if self._stall_handle is not None:
-            self._stall_handle.cancel()
-            self._stall_handle = None
-        if not self._stalled:
-            return
-        self._stalled = False
-        waiters, self._waiters = self._waiters, set()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        for conn in self._proxy.connections:
-            flow = conn.flows.get(self.name)
-            if flow is not None:
-                self._flush_idle(flow)
-        self._proxy._event("resume", self.name, None)
-
-    async def _until_resumed(self, conn: ProxyConnection) -> None:
-        while self._stalled and not conn.closed:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.add(waiter)
-            closed = conn._waiter()
-            try:
-                await asyncio.wait([waiter, closed], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                self._waiters.discard(waiter)
-                waiter.cancel()
-                closed.cancel()
-
-    # -- injecting -----------------------------------------------------------------------------
-
-    def inject(self, data: bytes) -> None:
-        """Send ``data`` as it is on every open connection, at the next line boundary (once
-        the direction is no longer stalled)."""
-        for conn in self._proxy.connections:
-            flow = conn.flows.get(self.name)
-            if flow is None:
-                continue
-            flow.injections.append(data)
-            self._flush_idle(flow)
-        self._proxy._event("inject", self.name, None, f"{len(data)} bytes")
-
-    def _flush_idle(self, flow: _Flow) -> None:
-        """Send what is to be injected on a flow that has no data of its own in hand."""
-        if flow.injections and not flow.busy and not flow.in_line and not self._stalled:
-            _write_quietly(flow.sink, b"".join(flow.injections))
-            flow.injections.clear()
-
-    def inject_garbage(self, data: bytes = GARBAGE_LINE) -> None:
-        """Inject a line that is not KATCP (by default); a line ending is added if missing."""
-        if not data.endswith((b"\n", b"\r")):
-            data += b"\n"
-        self.inject(data)
-
-    def inject_long_line(self, size: int, name: bytes = b"long-line") -> None:
-        """Inject an inform ``#name xxx...`` of more than ``size`` bytes (with its ending)."""
-        prefix = b"#" + name + b" "
-        self.inject(prefix + b"x" * max(1, size + 1 - len(prefix)) + b"\n")
-
-    # -- forwarding ----------------------------------------------------------------------------
-
-    def _fired(self, conn: ProxyConnection, flow: _Flow, trigger: _Trigger) -> None:
-        if trigger.once:
-            self._triggers.remove(trigger)
-        else:  # counted again from here
-            trigger.bases[conn] = (flow.bytes, flow.lines)
-
-    async def _forward(self, conn: ProxyConnection, flow: _Flow, data: bytes) -> None:
-        """Forward ``data`` read from ``flow.source``, firing faults where they fall due."""
-        while data and not conn.closed:
-            if self._stalled:
-                await self._until_resumed(conn)
-                continue
-            if self.delay > 0:
-                await self._proxy._sleep(conn, self.delay)
-                if conn.closed or self._is_stalled():
-                    continue
-            first: tuple[int, _Trigger] | None = None
-            for trigger in self._triggers:
-                at = trigger.offset(conn, flow, data)
-                if at is not None and (first is None or at < first[0]):
-                    first = (at, trigger)
-            chunk = data if first is None else data[:first[0]]
-            if chunk:
-                written = await self._write(conn, flow, chunk)
-                data = data[written:]
-                if written < len(chunk):
-                    continue  # stalled (or closed) part-way through
-            if first is None or conn.closed:
-                continue
-            trigger = first[1]
-            self._fired(conn, flow, trigger)
-            if trigger.action == "cut":
-                self.cuts += 1
-                self._proxy._event("cut", self.name, conn,
-                                   f"after {flow.bytes} bytes, {flow.lines} lines")
-                conn.close(reset=trigger.reset)
-                return
-            self.stall(trigger.duration)
-
-    async def _write(self, conn: ProxyConnection, flow: _Flow, data: bytes) -> int:
-        """Write ``data`` (with any injections due); stops early, at a line boundary or
-        between two fragments, if the direction is stalled meanwhile. Returns the number of
-        bytes of ``data`` written."""
-        written = 0
-        while written < len(data) and not conn.closed:
-            if written and self._stalled and (self.fragment or not flow.in_line):
-                return written
-            if flow.injections and not flow.in_line:
-                injected = b"".join(flow.injections)
-                flow.injections.clear()
-                await flow.sink.write(injected)
-                continue
-            if self.fragment:
-                piece = data[written:written + 1]
-            else:
-                piece = data[written:]
-                if flow.injections:
-                    at = _offset_of_line_end(piece, flow.in_line, 1)
-                    piece = piece if at is None else piece[:at]
-            await flow.sink.write(piece)
-            if self.fragment:
-                # Let the peer (often in this very process) read each byte on its own.
-                await asyncio.sleep(0)
-            written += len(piece)
-            lines, flow.in_line = _count_lines(piece, flow.in_line)
-            flow.bytes += len(piece)
-            flow.lines += lines
-            self.bytes += len(piece)
-            self.lines += lines
-        if flow.injections and not flow.in_line and not conn.closed:
-            injected = b"".join(flow.injections)
-            flow.injections.clear()
-            await flow.sink.write(injected)
-        return written
-
-
-def _write_quietly(stream: IOStream, data: bytes) -> None:
-    if stream.closed():
-        return
-    try:
-        future = stream.write(data)
-    except StreamClosedError:
-        return
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-
-class _Server(TCPServer):
-    def __init__(self, proxy: FaultProxy) -> None:
-        super().__init__()
-        self._proxy = proxy
-
-    def handle_stream(self, stream: IOStream, address: Any) -> None:
-        self._proxy._accept(stream, address)
+    def _until_closed(self) -> asyncio.Future[None]:
+        return self._closed.wait()
 
 
 class FaultProxy:
@@ -464,16 +132,14 @@ class FaultProxy:
         self.to_client = Direction(self, "to_client")
         #: Faults of the client → device direction.
         self.to_device = Direction(self, "to_device")
-        #: Connections accepted so far (open or not).
-        self.accepted = 0
         #: Every fault that happened, in order (see :meth:`add_fault_callback`).
         self.events: list[FaultEvent] = []
         self._port = port
-        self._server: _Server | None = None
+        self._server: StreamListener | None = None
         self._connections: dict[ProxyConnection, None] = {}
-        self._tasks: set[asyncio.Future[None]] = set()
+        self._tasks = Tasks()
         self._callbacks: list[FaultCallback] = []
-        self._accept_waiters: set[asyncio.Future[None]] = set()
+        self._accepted = Counter()
 
     def __repr__(self) -> str:
         return (f"<FaultProxy {self.host}:{self._port} -> {self.target_host}:"
@@ -497,6 +163,11 @@ class FaultProxy:
         return self._server is not None
 
     @property
+    def accepted(self) -> int:
+        """Connections accepted so far (open or not)."""
+        return self._accepted.value
+
+    @property
     def connections(self) -> list[ProxyConnection]:
         """The open connections, oldest first."""
         return list(self._connections)
@@ -510,11 +181,7 @@ class FaultProxy:
         """Listen (on the port given, or the one of the previous start, or a free one)."""
         if self._server is not None:
             raise RuntimeError("the proxy is already running")
-        sockets = bind_sockets(self._port, self.host)
-        server = _Server(self)
-        server.add_sockets(sockets)
-        self._server = server
-        self._port = sockets[0].getsockname()[1]
+        self._server, self._port = listen(self._accept, self.host, self._port)
         logger.debug("Fault proxy %s:%d -> %s:%d", self.host, self._port, self.target_host,
                      self.target_port)
 
@@ -525,7 +192,7 @@ class FaultProxy:
         if server is not None:
             server.stop()
         self.drop_connections()
-        await drain(self._tasks)
+        await self._tasks.wait()
         for direction in (self.to_client, self.to_device):
             if direction._stall_handle is not None:
                 direction._stall_handle.cancel()
@@ -549,18 +216,11 @@ class FaultProxy:
 
     async def until_accepted(self, count: int, timeout: float = 5.0) -> None:
         """Wait until the proxy has accepted ``count`` connections in all."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.accepted < count:
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._accept_waiters.add(waiter)
-            try:
-                await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError:
-                raise TimeoutError(f"the proxy accepted {self.accepted} connections, not "
-                                   f"{count}, within {timeout:g} s") from None
-            finally:
-                self._accept_waiters.discard(waiter)
+        try:
+            await asyncio.wait_for(self._accepted.wait_for(count), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"the proxy accepted {self.accepted} connections, not "
+                               f"{count}, within {timeout:g} s") from None
 
     # -- events --------------------------------------------------------------------------------
 
@@ -586,11 +246,6 @@ class FaultProxy:
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Future[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     def _forget(self, conn: ProxyConnection) -> None:
         self._connections.pop(conn, None)
         for direction in (self.to_client, self.to_device):
@@ -601,14 +256,10 @@ class FaultProxy:
         if self._server is None:
             stream.close()
             return
-        self.accepted += 1
+        self._accepted.increment()
         conn = ProxyConnection(self, self.accepted, stream, address)
         self._connections[conn] = None
-        waiters, self._accept_waiters = self._accept_waiters, set()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._spawn(self._serve(conn))
+        self._tasks.spawn(self._serve(conn))
 
     async def _connect_target(self) -> IOStream:
         loop = asyncio.get_running_loop()
@@ -642,12 +293,12 @@ class FaultProxy:
         for stream in (conn.client_stream, device):
             with contextlib.suppress(OSError, StreamClosedError):
                 stream.set_nodelay(True)
-        to_client = conn.flows["to_client"] = _Flow(device, conn.client_stream)
-        to_device = conn.flows["to_device"] = _Flow(conn.client_stream, device)
+        to_client = conn.flows["to_client"] = Flow(device, conn.client_stream)
+        to_device = conn.flows["to_device"] = Flow(conn.client_stream, device)
         await asyncio.gather(self._pump(conn, self.to_client, to_client),
                              self._pump(conn, self.to_device, to_device))
 
-    async def _pump(self, conn: ProxyConnection, direction: Direction, flow: _Flow) -> None:
+    async def _pump(self, conn: ProxyConnection, direction: Direction, flow: Flow) -> None:
         try:
             while not conn.closed:
                 data = await flow.source.read_bytes(_READ_CHUNK, partial=True)
@@ -663,17 +314,8 @@ class FaultProxy:
 
     async def _sleep(self, conn: ProxyConnection, seconds: float) -> None:
         """Sleep, but wake up at once if ``conn`` closes."""
-        closed = conn._waiter()
-        def wake() -> None:
-            if not closed.done():
-                closed.set_result(None)
-
-        handle = asyncio.get_running_loop().call_later(seconds, wake)
-        try:
-            await closed
-        finally:
-            handle.cancel()
-            closed.cancel()
+        await wait_first(conn._until_closed(), timeout=seconds)
 
 
-__all__ = ["GARBAGE_LINE", "Direction", "FaultEvent", "FaultProxy", "ProxyConnection"]
+__all__ = ["GARBAGE_LINE", "Direction", "DirectionName", "FaultEvent", "FaultKind", "FaultProxy",
+           "ProxyConnection"]

@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 
 from ..kattypes import SensorStatus, SensorType
-from ..protocol import STRATEGIES_V4, STRATEGIES_V5
+from ..protocol import STRATEGIES_V5, ProtocolFlags
 from .sensors import SensorReading, SimulatedSensor
 
 
@@ -39,7 +39,10 @@ class StrategyError(ValueError):
     """The strategy or its parameters do not suit the sensor; the text is the reason sent."""
 
 
-class Strategy(enum.Enum):
+class StrategyName(enum.Enum):
+    """The KATCP sampling strategies by their wire names: those of the library's table,
+    :data:`katcp_inspect.protocol.STRATEGIES_V5`."""
+
     NONE = "none"
     AUTO = "auto"
     PERIOD = "period"
@@ -49,16 +52,22 @@ class Strategy(enum.Enum):
     DIFFERENTIAL_RATE = "differential-rate"
 
 
-_PARAM_NAMES: dict[Strategy, tuple[str, ...]] = {
-    Strategy.NONE: (),
-    Strategy.AUTO: (),
-    Strategy.PERIOD: ("period",),
-    Strategy.EVENT: (),
-    Strategy.DIFFERENTIAL: ("difference",),
-    Strategy.EVENT_RATE: ("shortest", "longest"),
-    Strategy.DIFFERENTIAL_RATE: ("difference", "shortest", "longest"),
+#: The name :class:`StrategyName` had before (it collided with
+#: :data:`katcp_inspect.sampling.Strategy`); kept for code that imports it.
+Strategy = StrategyName
+
+
+_PARAM_NAMES: dict[StrategyName, tuple[str, ...]] = {
+    StrategyName.NONE: (),
+    StrategyName.AUTO: (),
+    StrategyName.PERIOD: ("period",),
+    StrategyName.EVENT: (),
+    StrategyName.DIFFERENTIAL: ("difference",),
+    StrategyName.EVENT_RATE: ("shortest", "longest"),
+    StrategyName.DIFFERENTIAL_RATE: ("difference", "shortest", "longest"),
 }
 _NUMERIC = (SensorType.INTEGER, SensorType.FLOAT)
+_DIFFERENTIAL = (StrategyName.DIFFERENTIAL, StrategyName.DIFFERENTIAL_RATE)
 
 
 @attrs.frozen
@@ -69,7 +78,7 @@ class SamplingStrategy:
     the other fields say what the sampler does, with times in seconds.
     """
 
-    strategy: Strategy
+    strategy: StrategyName
     params: tuple[bytes, ...] = ()
     #: Send on every update, changed or not.
     always: bool = False
@@ -87,7 +96,7 @@ class SamplingStrategy:
         return [self.strategy.value.encode("ascii"), *self.params]
 
 
-NONE = SamplingStrategy(Strategy.NONE)
+NONE = SamplingStrategy(StrategyName.NONE)
 
 
 def _number(raw: bytes, what: str) -> float:
@@ -108,30 +117,29 @@ def parse_strategy(name: bytes | str, params: Sequence[bytes], stype: SensorType
     ``differential-rate`` and gives the ``period`` in milliseconds.
     """
     text = name.decode("ascii", "replace") if isinstance(name, bytes) else name
-    allowed = STRATEGIES_V4 if major < 5 else STRATEGIES_V5
     if text not in STRATEGIES_V5:
         raise StrategyError(f"Unknown strategy {text}")
-    if text not in allowed:
+    if not ProtocolFlags(major, 0).strategy_allowed(text):
         raise StrategyError(f"Strategy {text} not allowed for version {major} of katcp")
-    strategy = Strategy(text)
+    strategy = StrategyName(text)
     names = _PARAM_NAMES[strategy]
     if len(params) != len(names):
         wanted = " ".join(names) if names else "no parameters"
         raise StrategyError(f"Strategy {text} takes {wanted}; got {len(params)} parameter(s)")
-    if strategy in (Strategy.DIFFERENTIAL, Strategy.DIFFERENTIAL_RATE) and stype not in _NUMERIC:
+    if strategy in _DIFFERENTIAL and stype not in _NUMERIC:
         raise StrategyError(
             f"Strategy {text} is only for integer and float sensors, not {stype.wire_name}")
     values = dict(zip(names, (_number(raw, what) for raw, what in zip(params, names))))
     raw = tuple(params)
-    if strategy is Strategy.NONE:
+    if strategy is StrategyName.NONE:
         return NONE
-    if strategy is Strategy.AUTO:
+    if strategy is StrategyName.AUTO:
         return SamplingStrategy(strategy, raw, always=True, on_change=True)
-    if strategy is Strategy.EVENT:
+    if strategy is StrategyName.EVENT:
         return SamplingStrategy(strategy, raw, on_change=True)
-    if strategy is Strategy.DIFFERENTIAL:
+    if strategy is StrategyName.DIFFERENTIAL:
         return SamplingStrategy(strategy, raw, on_change=True, difference=values["difference"])
-    if strategy is Strategy.PERIOD:
+    if strategy is StrategyName.PERIOD:
         period = values["period"] / 1000 if major < 5 else values["period"]
         if period <= 0:
             raise StrategyError("the period must be positive")
@@ -158,7 +166,7 @@ class Sampler:
 
     def __init__(self, sensor: SimulatedSensor, strategy: SamplingStrategy, send: SendUpdate,
                  ) -> None:
-        if strategy.strategy is Strategy.NONE:
+        if strategy.strategy is StrategyName.NONE:
             raise ValueError("the none strategy needs no sampler")
         self.sensor = sensor
         self.strategy = strategy
@@ -234,7 +242,7 @@ class ConnectionSampling:
     def set(self, sensor: SimulatedSensor, strategy: SamplingStrategy) -> None:
         """Replace the sensor's strategy; any strategy but ``none`` sends one update at once."""
         self.discard(sensor.name)
-        if strategy.strategy is not Strategy.NONE:
+        if strategy.strategy is not StrategyName.NONE:
             self._samplers[sensor.name] = Sampler(sensor, strategy, self._send)
 
     def discard(self, name: str) -> None:

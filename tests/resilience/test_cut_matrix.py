@@ -18,10 +18,10 @@ import pytest
 from katcp_inspect import InspectingClientAsync, Sensor
 from katcp_inspect.errors import KatcpInspectError
 from katcp_inspect.testing import SimulatedDevice, demo_sensors
+from katcp_inspect.testing.harness.model_check import SyncAudit, model_differences
 from katcp_inspect.testing.proxy import DirectionName, FaultEvent, FaultProxy
 
 from .helpers import fast_client, fault_proxy, running_device, wait_until
-from .model_check import SyncAudit, model_differences
 from .test_restart import model_b
 
 KNOWN_SENSOR = "cpu.temperature"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .flood import run_flood
+from katcp_inspect.testing.harness.flood import run_flood
 
 RSS_GROWTH_LIMIT_MIB = 32
 

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .read_path import SEEDS, ReadPathHarness
+from katcp_inspect.testing.harness.read_path import SEEDS, ReadPathHarness
 
 NAMES = st.sampled_from([b"sensor-status", b"sensor-value", b"interface-changed",
                          b"device-changed", b"version-connect", b"help", b"sensor-list", b"log",
@@ -73,3 +73,16 @@ def test_fuzz_read_path(io_loop: Any, figures: Any) -> None:
                 f"{stats['client.unmatched_replies']}; invariants held")
     finally:
         io_loop.run_sync(harness.stop, timeout=20)
+
+
+async def test_the_harness_keeps_up_with_inputs_that_disconnect(io_loop: Any) -> None:
+    # Each #disconnect ends a connection just after it was negotiated, which grows the client's
+    # back-off; a long fuzz run has hundreds of them and must not stall on the back-off.
+    harness = ReadPathHarness()
+    await harness.start()
+    try:
+        for _ in range(15):
+            await harness.feed(b"#disconnect")
+    finally:
+        await harness.stop()
+    assert harness.reconnects == 15

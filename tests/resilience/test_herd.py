@@ -11,8 +11,7 @@ from typing import Any
 from katcp_inspect import InspectingClientAsync
 from katcp_inspect.inspecting_client import SYNCED
 from katcp_inspect.testing import SimulatedDevice, demo_sensors
-
-from .model_check import model_differences
+from katcp_inspect.testing.harness.model_check import model_differences
 
 CLIENTS = 50
 DOWN = 1.0  # seconds the device is away

@@ -13,10 +13,7 @@ import pytest
 
 from katcp_inspect import InspectingClientAsync
 from katcp_inspect.inspecting_client import SYNCED
-
-from ..support import ScriptedDevice, scripted_device, sensor_list
-from .helpers import fast_client, wait_until
-from .hostile import (
+from katcp_inspect.testing.harness.hostile_model import (
     EXPECTED_REQUESTS,
     EXPECTED_SENSORS,
     HOSTILE,
@@ -25,6 +22,9 @@ from .hostile import (
     Hostile,
     responses,
 )
+
+from ..support import ScriptedDevice, scripted_device, sensor_list
+from .helpers import fast_client, wait_until
 
 REPEATS = 3
 

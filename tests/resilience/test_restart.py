@@ -12,9 +12,9 @@ from typing import Any
 from katcp_inspect import InspectingClientAsync
 from katcp_inspect.inspecting_client import DATA_SYNCED_CHANGED
 from katcp_inspect.testing import SimulatedDevice, SimulatedSensor, demo_sensors
+from katcp_inspect.testing.harness.model_check import SyncAudit, expected_model, model_differences
 
 from .helpers import fast_client, running_device, wait_until
-from .model_check import SyncAudit, expected_model, model_differences
 
 EVENT_PATTERN = r"^cpu\.|^rx\.p"  # cpu.temperature, rx.power, rx.packet-count
 EXPLICIT = "device.locked"

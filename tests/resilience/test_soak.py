@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .soak import run_soak
+from katcp_inspect.testing.harness.soak import run_soak
 
 RSS_LIMIT_MIB = 4.0
 

@@ -10,9 +10,9 @@ from typing import Any
 from katcp_inspect import InspectingClientAsync
 from katcp_inspect.inspecting_client import SYNCED
 from katcp_inspect.testing import SimulatedDevice, demo_sensors
+from katcp_inspect.testing.harness.model_check import SyncAudit, model_differences
 
 from .helpers import fast_client, fault_proxy, running_device, wait_until
-from .model_check import SyncAudit, model_differences
 
 STALL = 1.5  # seconds the device stays silent
 

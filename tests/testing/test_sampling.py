@@ -5,10 +5,22 @@ from __future__ import annotations
 import pytest
 
 from katcp_inspect.kattypes import SensorType
-from katcp_inspect.testing import SimulatedSensor, Strategy, StrategyError, parse_strategy
+from katcp_inspect.protocol import STRATEGIES_V5
+from katcp_inspect.testing import (
+    SimulatedSensor,
+    Strategy,
+    StrategyError,
+    StrategyName,
+    parse_strategy,
+)
 from katcp_inspect.testing.sampling import NONE, ConnectionSampling
 
 T = SensorType
+
+
+def test_the_strategy_names_are_the_library_table() -> None:
+    assert {name.value for name in StrategyName} == STRATEGIES_V5
+    assert Strategy is StrategyName  # the former name still imports
 
 
 @pytest.mark.parametrize(("name", "params", "expected"), [

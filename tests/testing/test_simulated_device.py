@@ -252,6 +252,19 @@ async def test_malformed_line_gets_log_error_and_no_reply(start_device: StartDev
     assert await client.barrier() == []
 
 
+async def test_over_long_request_line_gets_log_error_and_the_connection_stays(
+        start_device: StartDevice, connect: Connect) -> None:
+    device = await start_device(max_line_length=1000)
+    client = await connect(device)
+    client.writer.write(b"?echo " + b"x" * 5000)  # no line end yet: over the limit mid-line
+    await client.writer.drain()
+    await asyncio.sleep(0.05)  # lets the device read the unfinished line on its own
+    client.send(b"x" * 10)
+    line = await client.readline()
+    assert line.startswith(b"#log error ") and b"Line\\_too\\_long" in line
+    assert await client.barrier() == []  # still connected, and nothing else was sent
+
+
 async def test_halt(start_device: StartDevice, connect: Connect) -> None:
     device = await start_device()
     client = await connect(device)

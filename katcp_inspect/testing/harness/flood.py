@@ -1,4 +1,4 @@
-"""The flood run shared by test 3 and ``scripts/flood.py``.
+"""The flood run shared by the resilience suite's test 3 and ``scripts/flood.py``.
 
 ``sensors`` integer sensors on a SimulatedDevice; each round gives every sensor the next
 value (1, 2, 3...), so per sensor the values a client sees must increase. Most sensors are
@@ -20,17 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from katcp_inspect import InspectingClientAsync, SensorStatus
-from katcp_inspect.testing import SimulatedDevice, SimulatedSensor
-
-from .helpers import fast_client, leak_probe, rss_mib, wait_until
+from ...inspecting_client import InspectingClientAsync
+from ...kattypes import SensorStatus
+from ..device import SimulatedDevice
+from ..sensors import SimulatedSensor
 from .model_check import model_differences
+from .probes import fast_client, leak_probe, rss_mib, wait_until
 
 LOSSY_STRATEGY = ("event-rate", 0.02, 1.0)
+#: ``progress(round, seconds)`` is called ten times during a run.
+Progress = Callable[[int, float], None]
 
 
 class OrderObserver:
@@ -99,69 +103,101 @@ def _status_lines(names: list[bytes], value: int, timestamp: float) -> bytes:
     return b"".join(b"#sensor-status " + ts + b" 1 " + name + tail for name in names)
 
 
+@attrs.define
+class _Watch:
+    """The client's side of a flood: an observer per sensor, by how each is sampled."""
+
+    observers: dict[str, OrderObserver]
+    auto: list[str]
+    lossy: list[str]
+
+
+def _is_nominal(sensor: Any) -> Callable[[], bool]:
+    return lambda: bool(sensor.read().status is SensorStatus.NOMINAL)
+
+
+async def _watch(client: InspectingClientAsync, names: list[str], lossy_every: int,
+                 mode: str) -> _Watch:
+    """Set the strategies and attach an observer to every sensor once it has its reading."""
+    lossy = [] if mode == "raw" else names[::lossy_every]
+    lossy_set = set(lossy)
+    auto = [n for n in names if n not in lossy_set]
+    await client.set_sampling_strategies(auto, "auto")
+    if lossy:
+        await client.set_sampling_strategies(sorted(lossy), *LOSSY_STRATEGY)
+    observers: dict[str, OrderObserver] = {}
+    for name in names:
+        sensor = await client.future_get_sensor(name)
+        await wait_until(_is_nominal(sensor), timeout=10)
+        observers[name] = observer = OrderObserver()
+        sensor.attach(observer)
+    return _Watch(observers, auto, lossy)
+
+
+async def _produce(device: SimulatedDevice, watch: _Watch, rounds: int, mode: str,
+                   window: int, progress: Progress | None) -> float:
+    """Send ``rounds`` rounds of updates, never more than ``window`` rounds ahead of the
+    client; returns the peak RSS seen (MiB)."""
+    names = list(watch.observers)
+    sim = [device.get_sensor(n) for n in names]
+    wire_names = [n.encode() for n in names]
+    last_auto = watch.observers[watch.auto[-1]]
+    (conn,) = device.connections
+    rss_peak = rss_mib()
+    start = time.perf_counter()
+    for value in range(1, rounds + 1):
+        if mode == "raw":
+            conn.send(_status_lines(wire_names, value, 1.0 + value))
+        else:
+            for s in sim:
+                s.set_value(value, timestamp=1.0 + value)
+        if value % 5 == 0 or value == rounds:
+            # Let the client catch up to within `window` rounds (bounded memory).
+            while last_auto.last < value - window:
+                await asyncio.sleep(0.001)
+            rss_peak = max(rss_peak, rss_mib())
+            if progress is not None and value % max(1, rounds // 10) == 0:
+                progress(value, time.perf_counter() - start)
+        else:
+            await asyncio.sleep(0)
+    if mode == "raw":  # the device's own model ends where the flood did
+        for s in sim:
+            s._reading = attrs.evolve(s.reading, value=rounds, timestamp=1.0 + rounds,
+                                      status=SensorStatus.NOMINAL)
+    return rss_peak
+
+
 async def run_flood(sensors: int = 1000, rounds: int = 100, *, mode: str = "device",
                     window: int = 20, lossy_every: int = 10,
-                    progress: Any = None) -> FloodResult:
+                    progress: Progress | None = None) -> FloodResult:
+    """Flood a client with ``sensors * rounds`` updates (see the module's docstring)."""
     device = flood_device(sensors)
     await device.start("127.0.0.1", 0)
     client: InspectingClientAsync = fast_client(device.port)
     try:
         await client.connect()
         await client.until_synced(timeout=30)
-        names = list(device.sensors)
-        lossy = set() if mode == "raw" else set(names[::lossy_every])
-        auto = [n for n in names if n not in lossy]
-        await client.set_sampling_strategies(auto, "auto")
-        if lossy:
-            await client.set_sampling_strategies(sorted(lossy), *LOSSY_STRATEGY)
-        observers: dict[str, OrderObserver] = {}
-        for name in names:
-            sensor = await client.future_get_sensor(name)
-            await wait_until(lambda s=sensor: s.read().status is SensorStatus.NOMINAL,
-                             timeout=10)
-            observers[name] = observer = OrderObserver()
-            sensor.attach(observer)
-        sim = [device.get_sensor(n) for n in names]
-        wire_names = [n.encode() for n in names]
-        last_auto = observers[auto[-1]]
-        (conn,) = device.connections
+        watch = await _watch(client, list(device.sensors), lossy_every, mode)
+        observers = watch.observers
         tasks_before = len(asyncio.all_tasks())
-        rss_before = rss_peak = rss_mib()
+        rss_before = rss_mib()
         start = time.perf_counter()
-        for value in range(1, rounds + 1):
-            if mode == "raw":
-                conn.send(_status_lines(wire_names, value, 1.0 + value))
-            else:
-                for s in sim:
-                    s.set_value(value, timestamp=1.0 + value)
-            if value % 5 == 0 or value == rounds:
-                # Let the client catch up to within `window` rounds (bounded memory).
-                while last_auto.last < value - window:
-                    await asyncio.sleep(0.001)
-                rss_peak = max(rss_peak, rss_mib())
-                if progress is not None and value % max(1, rounds // 10) == 0:
-                    progress(value, time.perf_counter() - start)
-            else:
-                await asyncio.sleep(0)
-        if mode == "raw":  # the device's own model ends where the flood did
-            for s in sim:
-                s._reading = attrs.evolve(s.reading, value=rounds, timestamp=1.0 + rounds,
-                                          status=SensorStatus.NOMINAL)
+        rss_peak = await _produce(device, watch, rounds, mode, window, progress)
         await wait_until(lambda: all(o.last == rounds for o in observers.values()),
                          timeout=60, what="every sensor on its last value")
         seconds = time.perf_counter() - start
         rss_after = rss_mib()
         probe = leak_probe()
-        not_last = [n for n, o in observers.items() if o.last != rounds]
         return FloodResult(
             mode=mode, sensors=sensors, rounds=rounds, updates_sent=sensors * rounds,
             seconds=seconds, rss_before=rss_before, rss_peak=max(rss_peak, rss_after),
             rss_after=rss_after,
-            lost_auto=sum(rounds - observers[n].count for n in auto),
-            lossy_received=sum(observers[n].count for n in lossy),
-            lossy_sent=rounds * len(lossy),
+            lost_auto=sum(rounds - observers[n].count for n in watch.auto),
+            lossy_received=sum(observers[n].count for n in watch.lossy),
+            lossy_sent=rounds * len(watch.lossy),
             reordered=sum(o.reordered for o in observers.values()),
-            not_last=not_last, diffs=model_differences(client, device),
+            not_last=[n for n, o in observers.items() if o.last != rounds],
+            diffs=model_differences(client, device),
             tasks_before=tasks_before, tasks_after=probe["tasks"],
             bad_updates=client.stats.bad_updates)
     finally:

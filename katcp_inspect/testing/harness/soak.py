@@ -17,11 +17,10 @@ from typing import Any, Callable
 
 import attrs
 
-from katcp_inspect import InspectingClientAsync, SensorStatus
-from katcp_inspect.inspecting_client import SYNCED
-from katcp_inspect.testing import SimulatedDevice
-
-from .helpers import fast_client, leak_probe, rss_mib
+from ...inspecting_client import SYNCED, InspectingClientAsync
+from ...kattypes import SensorStatus
+from ..device import SimulatedDevice
+from .probes import fast_client, leak_probe, rss_mib
 
 
 def client_tables(client: InspectingClientAsync) -> dict[str, int]:

@@ -15,12 +15,11 @@ from typing import Any
 
 import attrs
 
-from katcp_inspect import InspectingClientAsync
-from katcp_inspect.inspecting_client import SYNCED, InspectingClientStateType
-from katcp_inspect.kattypes import SensorStatus, SensorType
-from katcp_inspect.message import encode_argument
-from katcp_inspect.model import AttrDict
-from katcp_inspect.testing import SimulatedDevice
+from ...inspecting_client import SYNCED, InspectingClientAsync, InspectingClientStateType
+from ...kattypes import SensorStatus, SensorType
+from ...message import encode_argument
+from ...model import AttrDict
+from ..device import SimulatedDevice
 
 #: Readings from KATCP v4 devices carry whole milliseconds.
 TIME_TOLERANCE = 1e-3

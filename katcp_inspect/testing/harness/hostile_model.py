@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import attrs
 
-from katcp_inspect.message import Message
-
-from ..support import Responder, help_list, sensor_list
+from ...message import Message
+from .scripted import Responder, help_list, sensor_list
 
 #: The model: every entry parses except ``short`` (too few arguments) and one bare ``#help``.
 SENSOR_ENTRIES = (
@@ -35,7 +34,7 @@ def responses() -> dict[str, Responder]:
     helps = help_list(*HELP_ENTRIES)
 
     def help_with_a_bad_inform(request: Message) -> list[bytes]:
-        lines = helps(request)
+        lines = list(helps(request))
         return lines if request.arguments else [b"#help", *lines]
 
     return {"help": help_with_a_bad_inform, "sensor-list": sensor_list(*SENSOR_ENTRIES)}
