@@ -149,8 +149,8 @@ class InspectingClientMachine(HostileMachine):
 
     def _check_synced(self) -> None:
         client = self.client
-        if client._work:
-            self.pending_work.append(f"reported SYNCED with pending work {client._work}")
+        if client._sync.work:
+            self.pending_work.append(f"reported SYNCED with pending work {client._sync.work}")
         kc = client.katcp_client
         port = client_port(kc)
         # The stream may be closed already, unnoticed: then it is the latest one.
