@@ -9,11 +9,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Optional
 
-from tornado.iostream import StreamClosedError
-
 from katcp_inspect import Message
 
-from .support import GREETING_V5, PeerConnection, Responder, ScriptedDevice, ThirdPartyDevice
+from .support import GREETING_V5, Responder, ScriptedDevice, ThirdPartyDevice
 
 GREETING_V4 = b"#version device-1.0\n#build-state device-1.0.0\n"
 
@@ -23,18 +21,8 @@ class RawDevice(ScriptedDevice):
     lines that name the request (``#name ...`` and ``!name ...``) get its message id, so an
     ``#interface-changed`` can be slipped into an answer exactly where a test wants it."""
 
-    async def _answer(self, peer: PeerConnection) -> None:
-        # The parent's reader, with the mid added only to the request's own lines.
-        try:
-            while True:
-                line = await peer.stream.read_until_regex(b"[\r\n]")
-                request = Message.parse(line)
-                self.received.append(request)
-                respond = self.responses.get(request.name)
-                lines = respond(request) if respond else [b"!" + request.name.encode() + b" ok"]
-                peer.send(b"".join(with_mid(out, request) + b"\n" for out in lines))
-        except StreamClosedError:
-            pass
+    def addressed(self, line: bytes, request: Message) -> bytes:
+        return with_mid(line, request)
 
 
 def with_mid(line: bytes, request: Message) -> bytes:

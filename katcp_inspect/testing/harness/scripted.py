@@ -135,12 +135,16 @@ class ScriptedDevice(ScriptedServer):
                 self.received.append(request)
                 respond = self.responses.get(request.name)
                 lines = respond(request) if respond else [b"!" + request.name.encode() + b" ok"]
-                mid = b"" if request.mid is None else b"[%d]" % request.mid
-                for out in lines:
-                    name_end = out.find(b" ") if b" " in out else len(out)
-                    peer.send(out[:name_end] + mid + out[name_end:] + b"\n")
+                peer.send(b"".join(self.addressed(out, request) + b"\n" for out in lines))
         except StreamClosedError:
             pass
+
+    def addressed(self, line: bytes, request: Message) -> bytes:
+        """``line`` as sent in answer to ``request``: with its message id, if it has one."""
+        if request.mid is None:
+            return line
+        name_end = line.find(b" ") if b" " in line else len(line)
+        return line[:name_end] + b"[%d]" % request.mid + line[name_end:]
 
     def shutdown(self) -> None:
         super().shutdown()
