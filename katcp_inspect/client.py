@@ -20,10 +20,17 @@ from tornado.netutil import Resolver
 from .client_core import ClientCore, default_reconnect_backoff
 from .connection import Connection
 from .connection_state import LEGAL_TRANSITIONS, ConnectionState, IllegalTransitionError
-from .errors import ConnectionLostError
+from .errors import (
+    ClientClosedError,
+    ConnectionLostError,
+    KatcpInspectError,
+    RequestFailedError,
+    RequestInvalidError,
+)
 from .inform_routing import ArgumentsHook, InformHook
+from .message import ArgumentLike, Message, MessageType, MidLike
 from .requests_table import Reply
-from .waiting import start_task
+from .waiting import start_task, with_timeout
 
 __all__ = [
     "LEGAL_TRANSITIONS",
@@ -88,6 +95,66 @@ class DeviceClient(ClientCore):
     Timeouts, intervals and delays must be finite numbers of seconds, at least 0 (``None``
     where documented); anything else raises ``ValueError``.
     """
+
+    # ------------------------------------------------------------------ waiting and requests
+
+    def until_connected(self, timeout: float | None = None) -> asyncio.Future[None]:
+        """Resolves when the client is connected and negotiated (``TimeoutError`` after
+        ``timeout``). Failures do not end the wait; see :meth:`when_connected` for that."""
+        return with_timeout(self._connected_flag.wait(), timeout)
+
+    until_protocol = until_connected
+
+    def until_closed(self) -> asyncio.Future[None]:
+        return asyncio.ensure_future(self._wait_closed())
+
+    def when_connected(self, fail_after_failures: int | None = None) -> asyncio.Future[None]:
+        """Like Twisted's ``ClientService.whenConnected``.
+
+        Resolves on the next negotiated connection (at once if connected). With
+        ``fail_after_failures=N`` it fails with the N-th failed attempt counted from this call.
+        It fails with :class:`ClientClosedError` when the client is closed (Twisted cancels).
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if self.is_connected:
+            future.set_result(None)
+        elif not self._want_running:
+            future.set_exception(ClientClosedError("client is not running"))
+        else:
+            if fail_after_failures is not None and fail_after_failures < 1:
+                raise ValueError("fail_after_failures must be at least 1")
+            self._connect_waiters.add(future, fail_after_failures)
+        return future
+
+    async def request(self, name: str, *args: ArgumentLike, timeout: float | None = None,
+                      mid: MidLike = None, use_mid: bool | None = None) -> Reply:
+        """Like :meth:`request_raw`, but a ``fail`` or ``invalid`` reply raises
+        :class:`RequestFailedError` or :class:`RequestInvalidError` with the device's text."""
+        reply, informs = await self.request_raw(name, *args, timeout=timeout, mid=mid,
+                                                use_mid=use_mid)
+        if reply.reply_ok():
+            return reply, informs
+        code = reply.arguments[0] if reply.arguments else b""
+        cls = RequestInvalidError if code == b"invalid" else RequestFailedError
+        raise cls(reply, informs)
+
+    def future_request(self, msg: Message, timeout: float | None = None,
+                       use_mid: bool | None = None) -> asyncio.Future[Reply]:
+        """katcp-python's form: send a request :class:`Message`; the future never fails.
+
+        A timeout, a lost connection or "not connected" gives a synthesised ``fail`` reply
+        (always reply-typed, unlike katcp-python's: B7) carrying the reason.
+        """
+        return asyncio.ensure_future(self._future_request(msg, timeout, use_mid))
+
+    async def _future_request(self, msg: Message, timeout: float | None,
+                              use_mid: bool | None) -> Reply:
+        try:
+            return await self.request_raw(msg.name, *msg.arguments, timeout=timeout, mid=msg.mid,
+                                          use_mid=use_mid)
+        except (KatcpInspectError, ConnectionError, TimeoutError) as exc:
+            return Message(MessageType.REPLY, msg.name, (Message.FAIL, str(exc)), msg.mid), []
 
     # ------------------------------------------------------------------ hooks and callbacks
 
@@ -205,7 +272,7 @@ class DeviceClient(ClientCore):
             self._attempt_failed(exc)
             return
         connection = Connection(stream, max_line_length=self.max_line_length,
-                                on_items=self._on_items, on_closed=self._on_closed)
+                                on_items=self._receiver.on_items, on_closed=self._on_closed)
         # Reading starts before the state changes: from NEGOTIATING on, the end of the read
         # loop is what takes the client out of the connection, whatever ends it.
         self._track_closing(connection.start())

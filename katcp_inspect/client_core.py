@@ -4,7 +4,7 @@ requests sent on it and the informs it receives, on a clock it is handed.
 :class:`ClientCore` never touches a socket. A driver (``DeviceClient``, or a fake in the tests)
 makes connection attempts when asked (:meth:`ClientCore._begin_attempt`), reports how they end
 (``_attempt_succeeded`` with a :class:`Link`, ``_attempt_failed``), and feeds the core what the
-link receives (``_on_items``) and when it is gone (``_on_closed``). Timers come from
+link receives (``_receiver.on_items``) and when it is gone (``_on_closed``). Timers come from
 :meth:`ClientCore._timers`. Imports the state table, the request table, inform routing,
 negotiation, and the codec, message, protocol, errors, stats, text and waiting modules.
 """
@@ -15,10 +15,8 @@ import asyncio
 import logging
 from typing import Any, Generic, Protocol, TypeVar, overload
 
-from . import codec
 from .backoff import ExponentialRandomBackoff
-from .codec import ParsedItem
-from .connection import Keepalive, is_line_too_long
+from .connection import Keepalive
 from .connection_state import LEGAL_TRANSITIONS, ConnectionState, check_transition
 from .errors import (
     ClientClosedError,
@@ -27,21 +25,18 @@ from .errors import (
     LineTooLongError,
     NotConnectedError,
     ProtocolError,
-    RequestFailedError,
-    RequestInvalidError,
-    RequestTimeoutError,
 )
 from .inform_routing import Callbacks, InformRouter
+from .liveness import Watchdog
 from .message import ArgumentLike, Message, MessageType, MidLike
 from .negotiation import Negotiation
 from .protocol import KATCP_V4, ProtocolFlags
+from .receiving import Receiver
 from .requests_table import Reply, RequestTable
 from .stats import ClientStats, OnceLogger
 from .text import printable
-from .waiting import ConnectWaiters, Flag, Timer, Timers, check_timeout, drain, with_timeout
+from .waiting import ConnectWaiters, Flag, Timer, Timers, check_timeout, drain
 
-_REPLY = codec.REPLY
-_INFORM = codec.INFORM
 _S = ConnectionState
 T = TypeVar("T")
 
@@ -107,6 +102,13 @@ class ClientCore:
     v4_grace: _Forwarded[float] = _Forwarded("_negotiation", "v4_grace")
     max_reply_informs: _Forwarded[int] = _Forwarded("_requests", "max_informs")
     max_reply_bytes: _Forwarded[int] = _Forwarded("_requests", "max_bytes")
+    max_line_length: _Forwarded[int] = _Forwarded("_receiver", "max_line_length")
+    watchdog_interval: _Forwarded[float | None] = _Forwarded("_watchdog", "interval")
+    watchdog_timeout: _Forwarded[float] = _Forwarded("_watchdog", "timeout")
+    #: Flags of the current connection, or of the most recent one while disconnected.
+    protocol_flags: _Forwarded[ProtocolFlags | None] = _Forwarded("_negotiation", "flags")
+    #: ``#version-connect`` (or v4 ``#version`` / ``#build-state``) of the current connection.
+    versions: _Forwarded[dict[str, tuple[str, ...]]] = _Forwarded("_negotiation", "versions")
 
     def __init__(
         self,
@@ -140,10 +142,7 @@ class ClientCore:
         self.connect_timeout = connect_timeout
         self.preset_flags = preset_flags
         self.default_timeout = default_timeout
-        self.max_line_length = max_line_length
         self.reconnect_backoff = reconnect_backoff or default_reconnect_backoff()
-        self.watchdog_interval = watchdog_interval
-        self.watchdog_timeout = watchdog_timeout
         self.keepalive: Keepalive | None = (
             Keepalive() if keepalive is True else (keepalive or None))
         self.healthy_after = healthy_after
@@ -155,6 +154,14 @@ class ClientCore:
         self.timeout_hints: dict[str, float] = {}
         self.stats = ClientStats()
         self._init_lifecycle()
+        self._init_parts(greeting_timeout, greeting_fallback, v4_grace, max_line_length,
+                         max_reply_informs, max_reply_bytes)
+        self._watchdog = Watchdog(watchdog_interval, watchdog_timeout, self._call_later,
+                                  self.request_raw, self._watchdog_unanswered)
+
+    def _init_parts(self, greeting_timeout: float, greeting_fallback: ProtocolFlags | None,
+                    v4_grace: float, max_line_length: int, max_reply_informs: int,
+                    max_reply_bytes: int) -> None:
         self._requests = RequestTable(
             self._send_bytes, self._call_later, self.stats, self._problems,
             lambda: self.address, max_informs=max_reply_informs, max_bytes=max_reply_bytes)
@@ -168,6 +175,8 @@ class ClientCore:
             b"build-state": self._negotiation.v4_greeting,
             b"disconnect": self._inform_disconnect,
         }, self.stats, self.logger)
+        self._receiver = Receiver(self._requests, self._informs, self.stats, self._problems,
+                                  lambda: self.address, self._drop, max_line_length)
         self.connected_callbacks = Callbacks(self.stats, self.logger, "connected callback")
         self.disconnected_callbacks = Callbacks(self.stats, self.logger, "disconnected callback")
         self.failed_connect_callbacks = Callbacks(self.stats, self.logger,
@@ -184,11 +193,8 @@ class ClientCore:
         self._user_disconnect = False
         self._loop: Timers | None = None
         self._connection: Link | None = None
-        #: The connection whose messages are being handled (none while disconnecting).
-        self._receiving: Link | None = None
         self._connect_task: asyncio.Future[None] | None = None
         self._sleep_handle: Timer | None = None
-        self._watchdog_handle: Timer | None = None
         self._healthy_handle: Timer | None = None
         self._closing_tasks: set[asyncio.Future[Any]] = set()
         self._connected_flag = Flag()
@@ -202,8 +208,7 @@ class ClientCore:
         return asyncio.get_running_loop()
 
     def _begin_attempt(self) -> asyncio.Future[None]:
-        """Start a connection attempt, which ends in ``_attempt_succeeded`` or
-        ``_attempt_failed`` unless cancelled first; the attempt's task (or future)."""
+        """Start an attempt (its task), to end in ``_attempt_succeeded`` or ``_attempt_failed``."""
         raise NotImplementedError
 
     def _call_later(self, delay: float, callback: Any, *args: Any) -> Timer:
@@ -238,17 +243,6 @@ class ClientCore:
         """Started and not (being) closed."""
         return self._want_running
 
-    @property
-    def protocol_flags(self) -> ProtocolFlags | None:
-        """Flags of the current connection, or of the most recent one while disconnected."""
-        return self._negotiation.flags
-
-    @property
-    def versions(self) -> dict[str, tuple[str, ...]]:
-        """``#version-connect`` (or v4 ``#version`` / ``#build-state``) of the current
-        connection."""
-        return self._negotiation.versions
-
     def check_invariants(self) -> None:
         """Assert the invariants of :mod:`katcp_inspect.connection_state` (used by the tests)."""
         s = self._state
@@ -260,7 +254,7 @@ class ClientCore:
         assert (self._connect_task is not None) == (s is _S.CONNECTING)
         assert (self._sleep_handle is not None) == (s is _S.SLEEPING)
         assert self._negotiation.waiting <= (s is _S.NEGOTIATING)
-        assert (self._watchdog_handle is not None) <= (s is _S.CONNECTED)
+        assert self._watchdog.scheduled <= (s is _S.CONNECTED)
         assert (self._healthy_handle is not None) <= (s is _S.CONNECTED)
         if s in (_S.SLEEPING, _S.CLOSED, _S.DISCONNECTING):
             assert self._last_error is not None
@@ -318,35 +312,6 @@ class ClientCore:
         self._healthy_handle = None
         self.reconnect_backoff.success()
 
-    def until_connected(self, timeout: float | None = None) -> asyncio.Future[None]:
-        """Resolves when the client is connected and negotiated (``TimeoutError`` after
-        ``timeout``). Failures do not end the wait; see :meth:`when_connected` for that."""
-        return with_timeout(self._connected_flag.wait(), timeout)
-
-    until_protocol = until_connected
-
-    def until_closed(self) -> asyncio.Future[None]:
-        return asyncio.ensure_future(self._wait_closed())
-
-    def when_connected(self, fail_after_failures: int | None = None) -> asyncio.Future[None]:
-        """Like Twisted's ``ClientService.whenConnected``.
-
-        Resolves on the next negotiated connection (at once if connected). With
-        ``fail_after_failures=N`` it fails with the N-th failed attempt counted from this call.
-        It fails with :class:`ClientClosedError` when the client is closed (Twisted cancels).
-        """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        if self.is_connected:
-            future.set_result(None)
-        elif not self._want_running:
-            future.set_exception(ClientClosedError("client is not running"))
-        else:
-            if fail_after_failures is not None and fail_after_failures < 1:
-                raise ValueError("fail_after_failures must be at least 1")
-            self._connect_waiters.add(future, fail_after_failures)
-        return future
-
     # ------------------------------------------------------------------ the state machine
 
     def _set_state(self, new: ConnectionState, error: BaseException | None = None) -> None:
@@ -378,16 +343,14 @@ class ClientCore:
             self._leave_connected()
         if new in (_S.CONNECTING, _S.SLEEPING, _S.CLOSED):
             self._connection = None
-        self._receiving = self._connection if new in (_S.NEGOTIATING, _S.CONNECTED) else None
+        self._receiver.link = self._connection if new in (_S.NEGOTIATING, _S.CONNECTED) else None
         if new is not _S.CLOSED:
             self._closed_flag.clear()
 
     def _leave_connected(self) -> None:
         self._connected_flag.clear()
         self.stats.disconnects += 1
-        if self._watchdog_handle is not None:
-            self._watchdog_handle.cancel()
-            self._watchdog_handle = None
+        self._watchdog.stop()
         self._on_probation = self._healthy_handle is not None
         if self._healthy_handle is not None:
             self._healthy_handle.cancel()
@@ -413,7 +376,7 @@ class ClientCore:
             # Not reset yet: a device that greets and drops at once must meet a growing backoff.
             self._healthy_handle = loop.call_later(self.healthy_after, self._proved_healthy)
             self._connected_flag.set()
-            self._schedule_watchdog()
+            self._watchdog.start()
         elif new is _S.DISCONNECTING:
             assert self._connection is not None and self._last_error is not None
             self._connection.close(self._last_error)
@@ -500,8 +463,8 @@ class ClientCore:
             self._negotiation.decide(self.preset_flags)
 
     def _negotiated(self, flags: ProtocolFlags) -> None:
-        after = f" after {self._failures_in_a_row} failed attempts" \
-            if self._failures_in_a_row else ""
+        failures = self._failures_in_a_row
+        after = f" after {failures} failed attempts" if failures else ""
         self.logger.info("Connected to %s (KATCP %s)%s", self.address, flags, after)
         self._failures_in_a_row = 0
         self._set_state(_S.CONNECTED)
@@ -515,57 +478,10 @@ class ClientCore:
             self._set_state(self._after_loss())
         elif self._state in (_S.NEGOTIATING, _S.CONNECTED):
             if isinstance(reason, LineTooLongError):  # found before the line's end arrived
-                self._long_line()
+                self._receiver.long_line()
             self._set_state(self._after_loss(), reason)
 
     # ------------------------------------------------------------------ receiving
-
-    def _on_items(self, items: list[ParsedItem]) -> None:
-        # The hot path: a flood of #sensor-status goes through the first branch only.
-        connection = self._receiving
-        if connection is None:
-            return
-        fast = self._informs.fast
-        call_each = self._informs.call_each
-        by_name = self._requests.by_name
-        for item in items:
-            if self._receiving is not connection:
-                return  # a message before this one ended the connection
-            if isinstance(item, ValueError):
-                self._bad_line(item)
-                continue
-            mtype = item.mtype
-            if mtype is _INFORM:
-                name = item.name
-                hooks = fast.get(name)
-                if hooks is not None and item.mid is None and name not in by_name:
-                    call_each(hooks, item.arguments, name)
-                else:
-                    route, message = self._requests.take_inform(item)
-                    if route:
-                        self._informs.route(item, message)
-            elif mtype is _REPLY:
-                self._requests.take_reply(item)
-            else:
-                self.stats.unexpected_requests += 1
-                self._problems.log("request", "%s sent us a request ?%s; ignored", self.address,
-                                   item.name.decode("ascii"))
-
-    def _bad_line(self, error: ValueError) -> None:
-        if is_line_too_long(error):
-            self._long_line()
-            if self._connection is not None:
-                self._drop(LineTooLongError(
-                    f"{self.address} sent a line over {self.max_line_length} bytes"))
-            return
-        self.stats.bad_lines += 1
-        self._problems.log("bad-line", "%s sent a malformed line (%s); skipped", self.address,
-                           error)
-
-    def _long_line(self) -> None:
-        self.stats.long_lines += 1
-        self._problems.log("long-line", "%s sent a line over %d bytes; connection reset",
-                           self.address, self.max_line_length)
 
     def _inform_disconnect(self, message: Message) -> None:
         reason = printable(message.arguments[0]) if message.arguments else "no reason given"
@@ -613,54 +529,7 @@ class ClientCore:
             mid = self._requests.allocate_mid(mid)
         return Message(MessageType.REQUEST, name, args, mid if use_mid else None)
 
-    async def request(self, name: str, *args: ArgumentLike, timeout: float | None = None,
-                      mid: MidLike = None, use_mid: bool | None = None) -> Reply:
-        """Like :meth:`request_raw`, but a ``fail`` or ``invalid`` reply raises
-        :class:`RequestFailedError` or :class:`RequestInvalidError` with the device's text."""
-        reply, informs = await self.request_raw(name, *args, timeout=timeout, mid=mid,
-                                                use_mid=use_mid)
-        if reply.reply_ok():
-            return reply, informs
-        code = reply.arguments[0] if reply.arguments else b""
-        cls = RequestInvalidError if code == b"invalid" else RequestFailedError
-        raise cls(reply, informs)
-
-    def future_request(self, msg: Message, timeout: float | None = None,
-                       use_mid: bool | None = None) -> asyncio.Future[Reply]:
-        """katcp-python's form: send a request :class:`Message`; the future never fails.
-
-        A timeout, a lost connection or "not connected" gives a synthesised ``fail`` reply
-        (always reply-typed, unlike katcp-python's: B7) carrying the reason.
-        """
-        return asyncio.ensure_future(self._future_request(msg, timeout, use_mid))
-
-    async def _future_request(self, msg: Message, timeout: float | None,
-                              use_mid: bool | None) -> Reply:
-        try:
-            return await self.request_raw(msg.name, *msg.arguments, timeout=timeout, mid=msg.mid,
-                                          use_mid=use_mid)
-        except (KatcpInspectError, ConnectionError, TimeoutError) as exc:
-            return Message(MessageType.REPLY, msg.name, (Message.FAIL, str(exc)), msg.mid), []
-
-    # ------------------------------------------------------------------ liveness
-
-    def _schedule_watchdog(self) -> None:
-        if self.watchdog_interval is not None:
-            self._watchdog_handle = self._call_later(self.watchdog_interval,
-                                                     self._send_watchdog)
-
-    def _send_watchdog(self) -> None:
-        self._watchdog_handle = None
-        future = self.request_raw("watchdog", timeout=self.watchdog_timeout)
-        future.add_done_callback(self._watchdog_done)
-
-    def _watchdog_done(self, future: asyncio.Future[Reply]) -> None:
-        if future.cancelled():
-            return
-        error = future.exception()
-        if isinstance(error, RequestTimeoutError) and self.is_connected:
-            self.stats.liveness_failures += 1
-            self._drop(ConnectionLostError(
-                f"{self.address} did not answer ?watchdog within {self.watchdog_timeout:g} s"))
-        elif self.is_connected and self._watchdog_handle is None:
-            self._schedule_watchdog()
+    def _watchdog_unanswered(self) -> None:
+        self.stats.liveness_failures += 1
+        self._drop(ConnectionLostError(
+            f"{self.address} did not answer ?watchdog within {self.watchdog_timeout:g} s"))
