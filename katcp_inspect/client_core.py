@@ -5,8 +5,9 @@ requests sent on it and the informs it receives, on a clock it is handed.
 makes connection attempts when asked (:meth:`ClientCore._begin_attempt`), reports how they end
 (``_attempt_succeeded`` with a :class:`Link`, ``_attempt_failed``), and feeds the core what the
 link receives (``_receiver.on_items``) and when it is gone (``_on_closed``). Timers come from
-:meth:`ClientCore._timers`. Imports the state table, the request table, inform routing,
-negotiation, and the codec, message, protocol, errors, stats, text and waiting modules.
+:meth:`ClientCore._timers`. Imports the modules of its parts (connection_state,
+requests_table, inform_routing, negotiation, liveness, receiving), and backoff, connection (for
+``Keepalive`` only), errors, message, protocol, stats, text and waiting.
 """
 
 from __future__ import annotations
