@@ -1,6 +1,7 @@
 """Inform routing without I/O: who gets an inform (the client's own handlers, the users' hooks,
 the hooks for informs nobody took), and the one loop that calls hooks, counting and logging
-their failures so that a user's bug never reaches the connection. Also the lists of lifecycle
+their failures so that a user's bug never reaches the connection (the fast path in
+:mod:`.receiving` inlines the loop, and shares ``hook_failed``). Also the lists of lifecycle
 callbacks. Imports only the message and stats modules.
 """
 
@@ -98,9 +99,12 @@ class InformRouter:
             try:
                 hook(argument)
             except Exception:
-                self._stats.callback_errors += 1
-                self._logger.exception("Inform hook %r for #%s raised", hook,
-                                       name.decode("ascii"))
+                self.hook_failed(hook, name)
+
+    def hook_failed(self, hook: Callable[..., Any], name: bytes) -> None:
+        """Count and log a hook that raised (called from within its ``except``)."""
+        self._stats.callback_errors += 1
+        self._logger.exception("Inform hook %r for #%s raised", hook, name.decode("ascii"))
 
 
 class Callbacks:

@@ -42,7 +42,6 @@ class Receiver:
         if link is None:
             return
         fast = self._informs.fast
-        call_each = self._informs.call_each
         by_name = self._requests.by_name
         for item in items:
             if self.link is not link:
@@ -55,7 +54,13 @@ class Receiver:
                 name = item.name
                 hooks = fast.get(name)
                 if hooks is not None and item.mid is None and name not in by_name:
-                    call_each(hooks, item.arguments, name)
+                    # InformRouter.call_each, inlined: a call per update costs ~10 % here.
+                    arguments = item.arguments
+                    for hook in hooks:
+                        try:
+                            hook(arguments)
+                        except Exception:
+                            self._informs.hook_failed(hook, name)
                 else:
                     route, message = self._requests.take_inform(item)
                     if route:
