@@ -9,12 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Coroutine, Set
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Set
+from typing import Any, Protocol, TypeVar
 
 from .errors import WaitTimeoutError
 
 T = TypeVar("T")
+
+
+class Timer(Protocol):
+    """A scheduled call (an asyncio ``TimerHandle``, or a fake clock's in the tests)."""
+
+    def cancel(self) -> None: ...
+
+    def when(self) -> float: ...
+
+
+class Timers(Protocol):
+    """The clock the client core runs on: an asyncio loop, or a fake one in the tests."""
+
+    def time(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> Timer: ...
 
 
 def done_future(result: T) -> asyncio.Future[T]:
@@ -180,3 +196,46 @@ class Counter:
     def _drop_unwaited(self, value: int, flag: Flag) -> None:
         if not len(flag) and self._reached.get(value) is flag:
             del self._reached[value]
+
+
+class ConnectWaiters:
+    """Futures waiting for the next connection; some fail after a number of failed attempts."""
+
+    def __init__(self) -> None:
+        #: Each waiter, with the failed attempts it still accepts (``None``: any number).
+        self._waiters: dict[asyncio.Future[None], int | None] = {}
+
+    def add(self, future: asyncio.Future[None], fail_after_failures: int | None) -> None:
+        self._waiters[future] = fail_after_failures
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: asyncio.Future[None]) -> None:
+        self._waiters.pop(future, None)
+
+    def __len__(self) -> int:
+        """How many waiters are waiting (for leak checks)."""
+        return len(self._waiters)
+
+    def resolve(self) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+    def fail(self, error: BaseException) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for future in waiters:
+            if not future.done():
+                future.set_exception(error)
+
+    def count_failure(self, error: BaseException) -> None:
+        """One more attempt failed: fail the waiters that accept no more, with ``error``."""
+        for future, remaining in list(self._waiters.items()):
+            if remaining is None:
+                continue
+            if remaining <= 1:
+                del self._waiters[future]
+                if not future.done():
+                    future.set_exception(error)
+            else:
+                self._waiters[future] = remaining - 1

@@ -108,14 +108,14 @@ async def test_a_bug_in_message_handling_resets_the_connection(
         io_loop: Any, caplog: pytest.LogCaptureFixture) -> None:
     async with RawDevice(answering(ok_to_everything)) as device:
         client = await started(device)
-        real_handle = client._handle_reply
+        real_handle = client._requests.take_reply
 
         def broken_once(raw: Any) -> None:
             # A bug in the client's own dispatch (users' hooks are contained elsewhere).
             if client.stats.connections == 1:
                 raise RuntimeError("dispatch bug")
             real_handle(raw)
-        client._handle_reply = broken_once  # type: ignore[method-assign]
+        client._requests.take_reply = broken_once  # type: ignore[method-assign]
         with pytest.raises(ConnectionError):
             await client.request("watchdog", timeout=2)
         await client.until_connected(timeout=5)
@@ -250,7 +250,7 @@ async def test_bad_request_timeouts_are_rejected(io_loop: Any, bad: float) -> No
             client.request_raw("watchdog", timeout=bad)
         with pytest.raises(ValueError, match="timeout"):
             await client.request("watchdog", timeout=bad)
-        assert not client._by_mid
+        assert not client._requests.by_mid
         reply, _ = await client.request("watchdog", timeout=math.inf)  # inf: no timeout
         assert reply.reply_ok()
         await client.close()
@@ -351,7 +351,7 @@ async def test_endless_reply_informs_fail_the_request_and_free_the_memory(
         future = client.request_raw("help", timeout=10)
         with pytest.raises(ReplyTooLargeError):
             await future
-        assert all(not p.informs for p in client._by_mid.values())
+        assert all(not p.informs for p in client._requests.by_mid.values())
         assert client.stats.oversized_replies == 1
         await wait_until(lambda: client.stats.overflow_dropped > 1000, what="later informs")
         await client.close()

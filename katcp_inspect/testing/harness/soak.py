@@ -31,9 +31,9 @@ def client_tables(client: InspectingClientAsync) -> dict[str, int]:
         "connect_waiters": len(kc._connect_waiters),
         "connected_flag_waiters": len(kc._connected_flag),
         "closing_tasks": len(kc._closing_tasks),
-        "pending_requests": len(kc._by_mid) + sum(len(q) for q in kc._by_name.values()),
-        "inform_hooks": sum(len(h) for h in kc._inform_hooks.values())
-        + sum(len(h) for h in kc._argument_hooks.values()),
+        "pending_requests": len(kc._requests.by_mid)
+        + sum(len(q) for q in kc._requests.by_name.values()),
+        "inform_hooks": kc._informs.hook_count(),
         "callbacks": len(kc.connected_callbacks._items) + len(kc.disconnected_callbacks._items)
         + len(kc.failed_connect_callbacks._items),
         "sensor_objects": len(client._updates.objects),
