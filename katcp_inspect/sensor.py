@@ -70,7 +70,8 @@ class Sensor:
     called synchronously, in the order they were attached, each time a reading is set.
 
     ``strategy_setter`` (keyword only, new) is what :meth:`set_strategy` asks: the inspecting
-    client that made the sensor passes itself.
+    client that made the sensor passes itself, or, for a ``sensor_factory`` with katcp-python's
+    signature (which cannot take it), sets :attr:`strategy_setter` on what the factory made.
     """
 
     __slots__ = (
@@ -232,6 +233,15 @@ class Sensor:
         return self._observers
 
     # -------------------------------------------------------------- sampling
+
+    @property
+    def strategy_setter(self) -> StrategySetter | None:
+        """What :meth:`set_strategy` asks (the inspecting client), or ``None``."""
+        return self._strategy_setter
+
+    @strategy_setter.setter
+    def strategy_setter(self, setter: StrategySetter | None) -> None:
+        self._strategy_setter = setter
 
     def set_strategy(self, strategy: str, *params: Any) -> asyncio.Future[Reply]:
         """Ask the device to sample this sensor with ``strategy``; the inspecting client that

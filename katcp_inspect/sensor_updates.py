@@ -202,6 +202,8 @@ class SensorUpdates:
         extra = {"strategy_setter": self._setter} if self._factory_takes_setter else {}
         sensor = factory(name=info.name, sensor_type=stype, description=info.description,
                          units=info.units, params=params, **extra)
+        if not extra and isinstance(sensor, Sensor):
+            sensor.strategy_setter = self._setter  # the factory has katcp-python's signature
         self.objects[info.name] = sensor
         return sensor
 

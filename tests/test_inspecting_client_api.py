@@ -173,7 +173,8 @@ async def test_a_raising_sensor_factory_does_not_end_the_loop(io_loop: Any,
 async def test_sensors_get_their_strategy_setter_through_the_constructor(
         io_loop: Any, device: SimulatedDevice) -> None:
     """A factory that names ``strategy_setter`` gets the client; one with katcp-python's
-    keywords gets exactly those (a strict factory is not broken by the new keyword)."""
+    keywords gets exactly those (a strict factory is not broken by the new keyword), and the
+    Sensor it makes can still be sampled, as before the keyword existed."""
     strict_calls: list[dict[str, Any]] = []
 
     def strict_factory(*, name: str, sensor_type: Any, description: str, units: str,
@@ -190,6 +191,9 @@ async def test_sensors_get_their_strategy_setter_through_the_constructor(
     client.sensor_factory = strict_factory
     mode = await client.future_get_sensor("device.mode")
     assert strict_calls == [{"name": "device.mode"}]
+    reply, _ = await mode.set_strategy("event")
+    assert reply.reply_ok()
+    assert Sensor(Sensor.INTEGER, "alone", "", "", [0, 1]).strategy_setter is None
     with pytest.raises(RuntimeError, match="does not belong"):
-        mode.set_strategy("event")
+        Sensor(Sensor.INTEGER, "alone", "", "", [0, 1]).set_strategy("event")
     await client.stop()
