@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 
 from ..kattypes import SensorStatus, SensorType
-from ..protocol import STRATEGIES_V5, ProtocolFlags
+from ..strategies import STRATEGIES
 from .sensors import SensorReading, SimulatedSensor
 
 
@@ -41,7 +41,7 @@ class StrategyError(ValueError):
 
 class StrategyName(enum.Enum):
     """The KATCP sampling strategies by their wire names: those of the library's table,
-    :data:`katcp_inspect.protocol.STRATEGIES_V5`."""
+    :data:`katcp_inspect.strategies.STRATEGIES`."""
 
     NONE = "none"
     AUTO = "auto"
@@ -57,15 +57,6 @@ class StrategyName(enum.Enum):
 Strategy = StrategyName
 
 
-_PARAM_NAMES: dict[StrategyName, tuple[str, ...]] = {
-    StrategyName.NONE: (),
-    StrategyName.AUTO: (),
-    StrategyName.PERIOD: ("period",),
-    StrategyName.EVENT: (),
-    StrategyName.DIFFERENTIAL: ("difference",),
-    StrategyName.EVENT_RATE: ("shortest", "longest"),
-    StrategyName.DIFFERENTIAL_RATE: ("difference", "shortest", "longest"),
-}
 _NUMERIC = (SensorType.INTEGER, SensorType.FLOAT)
 _DIFFERENTIAL = (StrategyName.DIFFERENTIAL, StrategyName.DIFFERENTIAL_RATE)
 
@@ -117,12 +108,13 @@ def parse_strategy(name: bytes | str, params: Sequence[bytes], stype: SensorType
     ``differential-rate`` and gives the ``period`` in milliseconds.
     """
     text = name.decode("ascii", "replace") if isinstance(name, bytes) else name
-    if text not in STRATEGIES_V5:
+    info = STRATEGIES.get(text)
+    if info is None:
         raise StrategyError(f"Unknown strategy {text}")
-    if not ProtocolFlags(major, 0).strategy_allowed(text):
+    if not info.allowed(major):
         raise StrategyError(f"Strategy {text} not allowed for version {major} of katcp")
     strategy = StrategyName(text)
-    names = _PARAM_NAMES[strategy]
+    names = info.params
     if len(params) != len(names):
         wanted = " ".join(names) if names else "no parameters"
         raise StrategyError(f"Strategy {text} takes {wanted}; got {len(params)} parameter(s)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from katcp_inspect.kattypes import SensorType
-from katcp_inspect.protocol import STRATEGIES_V5
+from katcp_inspect.strategies import STRATEGIES
 from katcp_inspect.testing import (
     SimulatedSensor,
     Strategy,
@@ -19,7 +19,7 @@ T = SensorType
 
 
 def test_the_strategy_names_are_the_library_table() -> None:
-    assert {name.value for name in StrategyName} == STRATEGIES_V5
+    assert {name.value for name in StrategyName} == set(STRATEGIES)
     assert Strategy is StrategyName  # the former name still imports
 
 
