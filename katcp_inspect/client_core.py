@@ -412,10 +412,10 @@ class ClientCore:
         self.stats.connect_failures += 1
         self._connect_waiters.count_failure(error)
         if self._want_running:
-            # A device that stays away must not fill the log: warn once per outage.
-            level = logging.DEBUG if self._failures_in_a_row else logging.WARNING
-            self.logger.log(level, "Failed to connect to %s: %s (retrying)", self.address,
-                            str(error))
+            # A device that stays away must not fill the log, nor vanish from it: warn once
+            # per outage, then a summary every period while it lasts.
+            self._problems.log("connect", "Failed to connect to %s: %s (retrying)",
+                               self.address, printable(str(error)))
         self._failures_in_a_row += 1
         self.failed_connect_callbacks.run(error)
 
@@ -468,6 +468,7 @@ class ClientCore:
         after = f" after {failures} failed attempts" if failures else ""
         self.logger.info("Connected to %s (KATCP %s)%s", self.address, flags, after)
         self._failures_in_a_row = 0
+        self._problems.forget("connect")
         self._set_state(_S.CONNECTED)
 
     def _drop(self, error: BaseException) -> None:

@@ -72,6 +72,12 @@ class OnceLogger:
         tally.since = now
 
 
+    def forget(self, kind: object) -> None:
+        """Start ``kind`` afresh, its next occurrence warned as a first one: for problems that
+        come in episodes (an outage), each of which deserves its own first warning."""
+        self._seen.pop(kind, None)
+
+
 @attrs.define
 class ClientStats:
     """What a :class:`~katcp_inspect.client.DeviceClient` has seen, since it was created."""

@@ -249,6 +249,16 @@ class SimulatedDevice:
         if self._stopped is not None:
             await self._stopped.wait()
 
+    async def __aenter__(self) -> SimulatedDevice:
+        """``async with SimulatedDevice(...) as device:`` starts the device (as :meth:`start`
+        without arguments: 127.0.0.1 and a free port at first) and stops it on leaving, with
+        any test runner or none."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     async def _stop(self) -> None:
         server, self._server = self._server, None
         assert server is not None
