@@ -382,10 +382,11 @@ async def test_reconnect_backoff_is_reset_only_once_a_connection_proved_healthy(
     async with scripted_server(b"") as server:
         backoff = ExponentialRandomBackoff(0.01, 1.0, 2.0, 0.5)
         client = fast_client(server.port, greeting_timeout=0.02, greeting_fallback=None,
-                             reconnect_backoff=backoff, healthy_after=0.1)
+                             reconnect_backoff=backoff, healthy_after=0.5)
         client.start()
-        await wait_until(lambda: client.stats.connect_failures >= 3, timeout=5)
-        assert backoff._base_delay >= 0.08  # TCP connected each time, yet it backed off
+        # TCP connects each time, yet it backs off (the delay doubles as each attempt sleeps).
+        await wait_until(lambda: backoff._base_delay >= 0.08, timeout=5)
+        assert client.stats.connect_failures >= 3
         server.greeting = GREETING_V5
         await client.until_connected(timeout=5)
         assert backoff._base_delay >= 0.08  # negotiated, but not yet proved healthy
