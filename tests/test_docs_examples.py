@@ -25,7 +25,7 @@ def load(name: str) -> ModuleType:
 async def test_quickstart(io_loop: Any, capsys: pytest.CaptureFixture[str]) -> None:
     await load("quickstart").main()
     out = capsys.readouterr().out
-    assert "KATCP 5.1-BIMT" in out
+    assert "KATCP 5.1-MIBT" in out
     assert "?sensor-sampling" in out
     assert "cpu.temperature" in out
 
