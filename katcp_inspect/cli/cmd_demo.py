@@ -77,6 +77,7 @@ async def demo(seconds: float | None) -> int:
                                     (text, state_style(state))))
 
     view = SensorView(client, address, on_state=progress)
+    view.narrow_hint = "a taller terminal shows more"
     try:
         with stop_on_signals(stop):
             await client.connect()
