@@ -104,8 +104,7 @@ async def run(args: argparse.Namespace) -> int:
     pattern = compile_patterns([args.sensors] if args.sensors else [])
     found = await inspect_device(args.target, args.timeout, pattern)
     if pattern is not None and not found.sensors:
-        logger.warning("no sensor of %s matches /%s/", args.target,
-                       sanitize_line(pattern.pattern))
+        logger.warning("no sensor of %s matches /%s/", args.target, sanitize_line(args.sensors))
     if args.json:
         sys.stdout.write(json_document(found.to_json()) + "\n")
     else:

@@ -107,7 +107,7 @@ def sensors_table(rows: Iterable[SensorRow], now: float, *, detail: bool = True,
     Rows without a reading show ``-``; sensors in ``refused`` (name → the device's reason)
     show the status ``refused`` and the reason. ``str`` titles and captions are plain text,
     not markup. Fitted to ``width``: names fold (never cut), values wrap, and below
-    :data:`NARROW` columns the params (detail) or the updates (live) are left out.
+    :data:`NARROW` columns the type and params (detail) or the updates (live) are left out.
     """
     rows = list(rows)
     narrow = width is not None and width < NARROW
@@ -115,7 +115,8 @@ def sensors_table(rows: Iterable[SensorRow], now: float, *, detail: bool = True,
                   title_justify="left", caption_justify="left")
     table.add_column("Sensor", style="bold", **name_column((r.name for r in rows), width))
     if detail:
-        table.add_column("Type", no_wrap=True)
+        if not narrow:
+            table.add_column("Type", no_wrap=True)
         table.add_column("Units", no_wrap=True)
         if not narrow:
             table.add_column("Params", overflow="ellipsis", max_width=40)
@@ -140,9 +141,8 @@ def sensors_table(rows: Iterable[SensorRow], now: float, *, detail: bool = True,
         units = Text(escape_text(row.units))
         cells: list[Text] = [Text(escape_text(row.name))]
         if detail:
-            cells += [Text(row.type_name), units]
-            if not narrow:
-                cells.append(Text(format_params(row.params)))
+            cells += [units] if narrow else [Text(row.type_name), units,
+                                             Text(format_params(row.params))]
         cells += [status_cell, value_cell]
         if not detail:
             cells.append(units)
