@@ -19,16 +19,20 @@ STRATEGIES_V4 = strategies_for(4)
 STRATEGIES_V5 = strategies_for(5)
 
 
-def _to_flag_set(flags: str | bytes | Iterable[str | bytes]) -> frozenset[str]:
+def _to_flag_order(flags: str | bytes | Iterable[str | bytes]) -> str:
+    """The flags as a string of distinct letters, in the order given (sorted when given as a
+    set, which has no order of its own)."""
     if isinstance(flags, bytes):
         flags = flags.decode("ascii")
-    out = set()
+    elif isinstance(flags, (set, frozenset)):
+        flags = sorted(flags)
+    out: dict[str, None] = {}
     for flag in flags:
         text = flag.decode("ascii") if isinstance(flag, bytes) else str(flag)
         if len(text) != 1 or not ("A" <= text <= "Z" or "a" <= text <= "z"):
             raise ProtocolError(f"protocol flags are single letters, not {text!r}")
-        out.add(text)
-    return frozenset(out)
+        out[text] = None
+    return "".join(out)
 
 
 @attrs.frozen(init=False)
@@ -49,10 +53,14 @@ class ProtocolFlags:
     major: int
     minor: int
     flags: frozenset[str]
+    #: The flags in the order the device announced them, so that ``str()`` shows what it sent
+    #: (devices order them differently; equality ignores the order).
+    spelling: str = attrs.field(eq=False, repr=False)
 
     def __init__(self, major: int, minor: int,
                  flags: str | bytes | Iterable[str | bytes] = ()) -> None:
-        flag_set = _to_flag_set(flags)
+        spelling = _to_flag_order(flags)
+        flag_set = frozenset(spelling)
         if major < 0 or minor < 0:
             raise ProtocolError(f"negative protocol version {major}.{minor}")
         if self.MESSAGE_IDS in flag_set and major < 5:
@@ -60,7 +68,7 @@ class ProtocolFlags:
         for flag in (self.REQUEST_TIMEOUT_HINTS, self.BULK_SET_SENSOR_SAMPLING):
             if flag in flag_set and (major, minor) < (5, 1):
                 raise ProtocolError(f"flag {flag} needs KATCP 5.1 or later, not {major}.{minor}")
-        self.__attrs_init__(major, minor, flag_set)
+        self.__attrs_init__(major, minor, flag_set, spelling)
 
     @classmethod
     def parse_version(cls, version: str | bytes) -> ProtocolFlags:
@@ -107,7 +115,7 @@ class ProtocolFlags:
         return info is not None and info.allowed(self.major)
 
     def __str__(self) -> str:
-        flags = "".join(sorted(self.flags))
+        flags = self.spelling
         return f"{self.major}.{self.minor}-{flags}" if flags else f"{self.major}.{self.minor}"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -25,7 +26,7 @@ def load(name: str) -> ModuleType:
 async def test_quickstart(io_loop: Any, capsys: pytest.CaptureFixture[str]) -> None:
     await load("quickstart").main()
     out = capsys.readouterr().out
-    assert "KATCP 5.1-BIMT" in out
+    assert "KATCP 5.1-MIBT" in out
     assert "?sensor-sampling" in out
     assert "cpu.temperature" in out
 
@@ -54,3 +55,14 @@ def test_tutorial_coroutine(io_loop: Any, capsys: pytest.CaptureFixture[str]) ->
     assert "Request: watchdog -" in out
     assert "Sensor: device.mode discrete ['idle', 'observing', 'maintenance']" in out
     assert "?watchdog -> !watchdog" in out and " ok" in out
+
+
+def test_the_tutorial_shows_whole_programs() -> None:
+    # A part of a file (`:pyobject:`, `:lines:`) left out its imports: copied, it failed with
+    # NameError. Each example is included whole, with a link to the file.
+    text = (Path(__file__).parent.parent / "docs" / "tutorial.md").read_text()
+    includes = re.findall(r"```\{literalinclude\} (\S+)\n((?::\w+:.*\n)*)", text)
+    assert len(includes) == 3
+    for path, options in includes:
+        assert options == ":language: python\n", path
+        assert f"<{path}>`" in text, path

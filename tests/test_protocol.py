@@ -195,15 +195,17 @@ class TestStrAndIdentity:
     @pytest.mark.parametrize(
         ("text", "expected"),
         [
-            ("5.1-MIBT", "5.1-BIMT"),
-            ("5.1-MIB", "5.1-BIM"),
-            ("5.0-MI", "5.0-IM"),
+            ("5.1-MIBT", "5.1-MIBT"),
+            ("5.1-BIMT", "5.1-BIMT"),
+            ("5.1-MIB", "5.1-MIB"),
+            ("5.0-MI", "5.0-MI"),
+            ("5.0-MIM", "5.0-MI"),
             ("5.0", "5.0"),
             ("5.1-", "5.1"),
             ("4.0", "4.0"),
         ],
     )
-    def test_str_sorts_flags(self, text: str, expected: str) -> None:
+    def test_str_keeps_the_devices_order(self, text: str, expected: str) -> None:
         assert str(ProtocolFlags.parse_version(text)) == expected
 
     def test_equality(self) -> None:

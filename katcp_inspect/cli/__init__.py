@@ -26,6 +26,7 @@ from .common import (
     positive_float,
 )
 from .formatting import describe_error, sanitize_line
+from .output import EXIT_PIPE, STDOUT
 
 PROG = "katcp-inspect"
 
@@ -43,7 +44,9 @@ examples:
   katcp-inspect request 127.0.0.1:7147 help       send ?help, print informs and reply
 
 exit codes: 0 success; 1 a request answered fail; 2 usage errors, invalid replies,
-unreachable devices, timeouts and lost connections; 130 interrupted.
+unreachable devices, timeouts, lost connections and strategies refused for every watched
+sensor; 130 interrupted; 141 the reader of the output went away (`... | head`), quietly.
+Logging: warnings by default, -q errors only, -v INFO, -vv DEBUG; --no-color or NO_COLOR.
 Run 'katcp-inspect COMMAND --help' for each command's options."""
 
 COMMAND_HELP = {
@@ -121,8 +124,31 @@ exit codes: 0 stopped by Ctrl-C, SIGTERM or ?halt; 2 cannot listen on the addres
 def _verbose_parent(default: object) -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("-v", "--verbose", action="count", default=default,
-                        help="log what happens, down to every message (debug logging)")
+                        help="log more: -v what happens (INFO), -vv every message (DEBUG)")
+    parent.add_argument("-q", "--quiet", action="count", default=default,
+                        help="log errors only (warnings are shown by default)")
+    parent.add_argument("--no-color", action="store_true", default=default,
+                        help="no colours (as the NO_COLOR environment variable does)")
     return parent
+
+
+def _watch_options(watch: argparse.ArgumentParser) -> None:
+    watch.add_argument("target", type=parse_target, metavar="HOST:PORT")
+    watch.add_argument("patterns", nargs="*", metavar="REGEX",
+                       help="sensors to watch: names matching any of these (default: all)")
+    watch.add_argument("--strategy", nargs="+", default=["event"], metavar="WORD",
+                       help="sampling strategy and its parameters: event (default), auto, "
+                            "period SECONDS, differential DELTA, event-rate SHORTEST LONGEST, "
+                            "differential-rate DELTA SHORTEST LONGEST")
+    watch.add_argument("--timeout", type=positive_float, default=None, metavar="S",
+                       help="give up (exit 2) if not synced within S seconds of starting "
+                            "(default: keep trying)")
+    watch.add_argument("--seconds", type=positive_float, default=None, metavar="S",
+                       help="stop after S seconds (default: run until Ctrl-C)")
+    watch.add_argument("--json", action="store_true",
+                       help="one JSON object per line (readings, states), even on a terminal")
+    watch.add_argument("--lines", action="store_true",
+                       help="one text line per reading, even on a terminal (for logs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,23 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--sensors", metavar="REGEX",
                          help="only the sensors whose names match (Python re.search)")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    inspect.add_argument("--wide", action="store_true",
+                         help="never fit the tables to the terminal: whole lines, for logs")
     inspect.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT, metavar="S",
                          help="seconds for each step: connect, sync, read (default: "
                               "%(default)g)")
 
     watch = add("watch")
-    watch.add_argument("target", type=parse_target, metavar="HOST:PORT")
-    watch.add_argument("patterns", nargs="*", metavar="REGEX",
-                       help="sensors to watch: names matching any of these (default: all)")
-    watch.add_argument("--strategy", nargs="+", default=["event"], metavar="WORD",
-                       help="sampling strategy and its parameters: event (default), auto, "
-                            "period SECONDS, differential DELTA, event-rate SHORTEST LONGEST, "
-                            "differential-rate DELTA SHORTEST LONGEST")
-    watch.add_argument("--timeout", type=positive_float, default=None, metavar="S",
-                       help="give up (exit 2) if not synced within S seconds of starting "
-                            "(default: keep trying)")
-    watch.add_argument("--seconds", type=positive_float, default=None, metavar="S",
-                       help="stop after S seconds (default: run until Ctrl-C)")
+    _watch_options(watch)
 
     request = add("request")
     request.add_argument("target", type=parse_target, metavar="HOST:PORT")
@@ -176,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     request.add_argument("--timeout", type=positive_float, default=None, metavar="S",
                          help="seconds to connect, and then for the reply (default: 5, or "
                               "the device's timeout hint when longer)")
+    request.add_argument("--json", action="store_true",
+                         help="one JSON object per line: each inform, then the reply")
 
     add("sim", parents=[parent_parser()], add_help=False)  # the simulator runner's options
     return parser
@@ -201,13 +220,20 @@ class _PrintableFormatter(logging.Formatter):
         return printable(super().formatMessage(record), escape_backslash=False)
 
 
-def setup_logging(verbose: int) -> None:
-    """Errors only by default (the command reports problems itself); ``-v``: everything."""
+def log_level(verbose: int, quiet: int) -> int:
+    """Warnings by default (a refused strategy, a bad update: the device's problems are
+    shown); ``-q`` errors only, ``-v`` INFO, ``-vv`` DEBUG (every message)."""
+    if quiet:
+        return logging.ERROR
+    return {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+
+
+def setup_logging(level: int) -> None:
     handler = _StderrHandler()
     handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.ERROR)
+    root.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,22 +243,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
-    setup_logging(args.verbose)
+    setup_logging(log_level(args.verbose or 0, args.quiet or 0))
+    if args.no_color:
+        os.environ["NO_COLOR"] = "1"  # rich reads it for every console
     module = importlib.import_module(f"{__name__}.cmd_{args.command}")
     try:
         if args.command == "sim":
-            return int(module.run(args))
-        return int(asyncio.run(module.run(args)))
+            code = int(module.run(args))
+        else:
+            code = int(asyncio.run(module.run(args)))
     except CliError as exc:
         print(f"{PROG}: {sanitize_line(str(exc))}", file=sys.stderr)
-        return exc.code
+        code = exc.code
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (`... | head`): stop quietly, as other tools do.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_ERROR
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:  # a table printed after the reader went away (`... | head`)
+        STDOUT.close()
     except OSError as exc:  # the environment: no loopback for the demo, a full disk...
         print(f"{PROG}: {describe_error(exc)}", file=sys.stderr)
-        return EXIT_ERROR
+        code = EXIT_ERROR
+    # The reader went away: stop quietly, with the status a shell gives a writer it killed.
+    return EXIT_PIPE if STDOUT.closed else code

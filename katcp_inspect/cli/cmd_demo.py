@@ -12,6 +12,7 @@ from rich.text import Text
 from ..inspecting_client import InspectingClientAsync, InspectingClientStateType
 from ..model import AttrDict
 from ..testing import FailReply, RequestContext, SimulatedDevice
+from ..testing.runner import show_address
 from .common import EXIT_OK, stop_on_signals
 from .formatting import describe_changes, describe_state, format_message, state_style
 from .live import SensorView, show_live
@@ -51,6 +52,7 @@ async def demo(seconds: float | None) -> int:
     loop = asyncio.get_running_loop()
     device = demo_device()
     await device.start("127.0.0.1", 0)
+    show_address(device)
     address = f"127.0.0.1:{device.port}"
     console.print(Text.assemble(
         "Started a simulated KATCP device on ", (address, "bold"),
@@ -75,6 +77,7 @@ async def demo(seconds: float | None) -> int:
                                     (text, state_style(state))))
 
     view = SensorView(client, address, on_state=progress)
+    view.narrow_hint = "a taller terminal shows more"
     try:
         with stop_on_signals(stop):
             await client.connect()

@@ -4,6 +4,7 @@ and print the requests and sensors as tables, or as JSON."""
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 import time
@@ -23,6 +24,8 @@ from .formatting import (
     sensor_json,
 )
 from .session import sync_client
+
+logger = logging.getLogger("katcp_inspect.cli")
 
 
 @attrs.frozen
@@ -77,28 +80,33 @@ async def inspect_device(target: Target, timeout: float,
         await client.stop()
 
 
-def print_tables(found: Inspection, pattern: re.Pattern[str] | None) -> None:
+def print_tables(found: Inspection, pattern: re.Pattern[str] | None, *,
+                 wide: bool = False) -> None:
     from rich.text import Text
 
     from .render import make_console, requests_table, sensors_table
 
-    console = make_console()
+    console = make_console(wide=wide)
+    width = console.width if console.is_terminal and not wide else None
     header = Text.assemble((str(found.target), "bold"), f"  KATCP {found.protocol}")
     device = found.versions.get("katcp-device") or found.versions.get("version")
     if device:
         header.append("  device " + " ".join(escape_text(v) for v in device))
     console.print(header)
-    console.print(requests_table(found.requests, title=f"{len(found.requests)} requests"))
+    console.print(requests_table(found.requests, title=f"{len(found.requests)} requests",
+                                 width=width))
     title = f"{len(found.sensors)} sensors" + (
         f" matching /{sanitize_line(pattern.pattern)}/" if pattern is not None else "")
-    console.print(sensors_table(found.sensors, found.time, title=title))
+    console.print(sensors_table(found.sensors, found.time, title=title, width=width))
 
 
 async def run(args: argparse.Namespace) -> int:
     pattern = compile_patterns([args.sensors] if args.sensors else [])
     found = await inspect_device(args.target, args.timeout, pattern)
+    if pattern is not None and not found.sensors:
+        logger.warning("no sensor of %s matches /%s/", args.target, sanitize_line(args.sensors))
     if args.json:
         sys.stdout.write(json_document(found.to_json()) + "\n")
     else:
-        print_tables(found, pattern)
+        print_tables(found, pattern, wide=args.wide)
     return EXIT_OK

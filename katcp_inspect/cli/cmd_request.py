@@ -10,7 +10,8 @@ from ..client import DeviceClient
 from ..errors import ConnectionLostError, KatcpInspectError, KatcpSyntaxError, RequestTimeoutError
 from ..message import Message
 from .common import DEFAULT_TIMEOUT, EXIT_ERROR, EXIT_FAIL, EXIT_OK, CliError, Target
-from .formatting import describe_error, format_message
+from .formatting import describe_error, format_message, message_json
+from .output import STDOUT
 from .session import connect_device
 
 
@@ -54,10 +55,18 @@ async def learn_timeout_hint(client: DeviceClient, name: str) -> None:
                 client.timeout_hints[name] = hint
 
 
+def show_message(message: Message, as_json: bool) -> None:
+    if as_json:
+        STDOUT.json(message_json(message))
+    else:
+        STDOUT.line(format_message(message))
+
+
 async def send_request(target: Target, name: str, arguments: list[str],
-                       timeout: float | None) -> Message:
-    """Connect, send ``?name arguments...``, print each inform as it arrives, and return the
-    reply; raises :class:`CliError` for a connection problem or a timeout."""
+                       timeout: float | None, *, as_json: bool = False) -> Message:
+    """Connect, send ``?name arguments...``, print each inform as it arrives (as JSON with
+    ``as_json``), and return the reply; raises :class:`CliError` for a connection problem or a
+    timeout."""
     client = await connect_device(target, DEFAULT_TIMEOUT if timeout is None else timeout)
     try:
         if timeout is None:
@@ -67,7 +76,7 @@ async def send_request(target: Target, name: str, arguments: list[str],
 
         def show(inform: Message) -> None:
             if inform.mid == mid:
-                print(format_message(inform), flush=True)
+                show_message(inform, as_json)
 
         client.hook_inform(name, show)
         try:
@@ -83,6 +92,7 @@ async def send_request(target: Target, name: str, arguments: list[str],
 
 async def run(args: argparse.Namespace) -> int:
     name = request_name(args.name)
-    reply = await send_request(args.target, name, args.arguments, args.timeout)
-    print(format_message(reply), flush=True)
+    reply = await send_request(args.target, name, args.arguments, args.timeout,
+                               as_json=args.json)
+    show_message(reply, args.json)
     return exit_code(reply)

@@ -74,6 +74,39 @@ def positive_float(text: str) -> float:
     return value
 
 
+def port_number(text: str) -> int:
+    """A TCP port to listen on, 0 for any free one (an argparse type)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range (0-65535): {text!r}")
+    return port
+
+
+def count(text: str) -> int:
+    """A number of things, zero or more (an argparse type)."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, not {text!r}")
+    return number
+
+
+def rate(text: str) -> float:
+    """Times a second, 0 for never (an argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be zero or a positive rate, not {text!r}")
+    return value
+
+
 def parse_strategy(words: Sequence[str]) -> tuple[str, ...]:
     """``["period", "0.5"]`` (or ``["period 0.5"]``) → ``("period", "0.5")``, checking the
     name and the number of parameters; raises :class:`CliError`."""

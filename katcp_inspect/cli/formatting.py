@@ -239,6 +239,13 @@ def json_document(data: Any) -> str:
                      for line in text.split("\n"))
 
 
+def json_line(data: Any) -> str:
+    """``data`` as compact JSON on one line (``--json`` of ``watch`` and ``request``), escaped
+    as :func:`json_document` does."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return text if text.isprintable() else _json_escape(text)
+
+
 def _json_escape(line: str) -> str:
     return "".join(char if char.isprintable() else _json_code(ord(char)) for char in line)
 
@@ -297,6 +304,14 @@ def request_json(request: Any) -> dict[str, Any]:
     """A request (``name``, ``description``, ``timeout_hint``) for ``inspect --json``."""
     return {"name": json_text(request.name), "description": json_text(request.description),
             "timeout_hint": request.timeout_hint}
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """An inform or a reply for ``request --json``: its type, name and arguments (text;
+    bytes that are not UTF-8 as ``\\xNN``)."""
+    kind = "reply" if message.mtype == Message.REPLY else "inform"
+    return {"type": kind, "name": json_text(message.name),
+            "arguments": [json_value(bytes(a)) for a in message.arguments]}
 
 
 def format_message(message: Message) -> str:

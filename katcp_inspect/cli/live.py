@@ -50,6 +50,10 @@ class SensorView:
         self.on_state = on_state
         self.on_reading = on_reading
         self.note = ""
+        #: What to say when not every sensor fits: how to see fewer.
+        self.narrow_hint = "narrow with REGEX"
+        #: Sensors whose strategy the device refused → its reason (marked in the table).
+        self.refused: dict[str, str] = {}
         self.sensors: dict[str, Any] = {}
         self.updates: dict[str, int] = {}
         client.set_state_callback(self._state_changed)
@@ -95,9 +99,9 @@ class SensorView:
         return Text(describe_state(state, katcp.state, katcp.last_error),
                     style=state_style(state))
 
-    def render(self, max_rows: int | None = None) -> RenderableType:
+    def render(self, max_rows: int | None = None, width: int | None = None) -> RenderableType:
         """A heading (address, protocol, state), the table (at most ``max_rows`` sensors, in
-        name order), and a line of counters."""
+        name order, fitted to ``width``), and a line of counters."""
         katcp = self.client.katcp_client
         heading = Text.assemble((self.label, "bold"), " · ")
         if katcp.protocol_flags is not None:
@@ -108,7 +112,7 @@ class SensorView:
         shown = f"{len(names)} sensors"
         if max_rows is not None and len(names) > max_rows:
             names = names[:max_rows]
-            shown = f"{len(names)} of {len(self.sensors)} sensors shown (narrow with REGEX)"
+            shown = f"{len(names)} of {len(self.sensors)} sensors shown ({self.narrow_hint})"
         counters = Text(
             f"{shown} · {_count(sum(self.updates.values()), 'reading')} · "
             f"{_count(connections, 'connection')} · "
@@ -117,7 +121,9 @@ class SensorView:
             overflow="ellipsis")
         rows = [SensorRow.of(self.sensors[name], read=self.has_reading(name),
                              updates=self.updates.get(name, 0)) for name in names]
-        return Group(heading, sensors_table(rows, time.time(), detail=False), counters)
+        table = sensors_table(rows, time.time(), detail=False, refused=self.refused,
+                              width=width)
+        return Group(heading, table, counters)
 
 
 def _count(number: int, noun: str) -> str:
@@ -134,7 +140,7 @@ async def show_live(console: Console, view: SensorView, stop: asyncio.Event,
     def render() -> RenderableType:
         # On a terminal, only the rows that fit are built: a device may have 10 000 sensors.
         fits = max(console.height - LIVE_CHROME, 1) if console.is_terminal else None
-        return view.render(fits)
+        return view.render(fits, console.width if console.is_terminal else None)
 
     with Live(render(), console=console, auto_refresh=False,
               vertical_overflow="ellipsis") as live:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from ..kattypes import Address
 from .device import SimulatedDevice
 
 DEFAULT_PORT = 7147
@@ -21,8 +22,7 @@ async def serve_simulator(host: str = "127.0.0.1", port: int = DEFAULT_PORT, sen
                           out: TextIO | None = None) -> None:
     """Run a device with ``sensors`` demo sensors (some updated ``rate`` times a second; 0 for
     none) until SIGINT, SIGTERM or ``?halt``; print the bound address once listening."""
-    device = SimulatedDevice.with_demo_sensors(sensors, rate=rate or None, protocol=protocol)
-    await device.start(host, port)
+    device = await start_simulator(host, port, sensors, rate, protocol)
     print(f"Simulated KATCP device listening on {device.host}:{device.port} "
           f"(KATCP {device.protocol}, {len(device.sensors)} sensors, "
           f"updates at {rate:g} Hz); Ctrl-C to stop", file=out or sys.stdout, flush=True)
@@ -42,6 +42,21 @@ async def serve_simulator(host: str = "127.0.0.1", port: int = DEFAULT_PORT, sen
         await device.stop()
 
 
+async def start_simulator(host: str, port: int, sensors: int, rate: float,
+                          protocol: str) -> SimulatedDevice:
+    """A started device with demo sensors; its ``device.address`` is where it listens."""
+    device = SimulatedDevice.with_demo_sensors(sensors, rate=rate or None, protocol=protocol)
+    await device.start(host, port)
+    show_address(device)
+    return device
+
+
+def show_address(device: SimulatedDevice) -> None:
+    """Set the demo sensor ``device.address`` (if there is one) to the address listened on."""
+    if "device.address" in device.sensors:
+        device.set_value("device.address", Address(device.host, device.port))
+
+
 def run_simulator(host: str = "127.0.0.1", port: int = DEFAULT_PORT, sensors: int = 40,
                   rate: float = 1.0, protocol: str = "5.1") -> None:
     """Run a simulated device until interrupted (see :func:`serve_simulator`); blocks."""
@@ -50,15 +65,18 @@ def run_simulator(host: str = "127.0.0.1", port: int = DEFAULT_PORT, sensors: in
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    # The command's validators; imported here because the command imports this module.
+    from ..cli.common import count, port_number, rate
+
     parser = argparse.ArgumentParser(
         prog=prog, description="Run a simulated KATCP device with demo sensors.")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                         help="port to listen on, 0 for any free one (default: %(default)s)")
-    parser.add_argument("--sensors", type=int, default=40,
+    parser.add_argument("--sensors", type=count, default=40,
                         help="number of demo sensors (default: %(default)s)")
-    parser.add_argument("--rate", type=float, default=1.0,
+    parser.add_argument("--rate", type=rate, default=1.0,
                         help="updates per second of the changing sensors, 0 for none "
                              "(default: %(default)s)")
     parser.add_argument("--protocol", choices=["5.1", "5.0", "4"], default="5.1",

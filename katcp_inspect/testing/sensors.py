@@ -13,7 +13,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -76,6 +76,11 @@ class SimulatedSensor:
     ``min max`` pair), for discrete sensors the allowed values, nothing for the other types.
     Without an initial ``value`` the sensor starts at the type's default with status
     ``unknown``, as a real sensor that has not been read yet.
+
+    ``counter`` makes an integer sensor a counter for :func:`generated_reading`: ``"events"``
+    (packets, errors) grows by a few each step, ``"seconds"`` (an uptime) counts the seconds
+    since the sensor was made, from its initial value; neither ever goes down or past the
+    nominal maximum.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class SimulatedSensor:
         value: Any = None,
         status: SensorStatus | str | None = None,
         timestamp: float | None = None,
+        counter: Literal["events", "seconds"] | None = None,
     ) -> None:
         if not _SENSOR_NAME_RE.match(name):
             raise ValueError(f"invalid sensor name {name!r} (allowed: A-Z a-z 0-9 . - _)")
@@ -107,11 +113,27 @@ class SimulatedSensor:
         else:
             default_status = SensorStatus.NOMINAL
         check_value(self.stype, value, self.params)
+        if counter is not None and self.stype != SensorType.INTEGER:
+            raise ValueError(f"only an integer sensor can be a counter, not {name!r}")
+        self.counter = counter
+        self._made = time.monotonic()
+        self._origin = value
         self._reading = SensorReading(
             time.time() if timestamp is None else float(timestamp),
             default_status if status is None else to_status(status),
             value,
         )
+
+    def counted(self, step: int) -> int:
+        """A counter's next value (see ``counter``): never lower, never past the maximum."""
+        if self.counter == "seconds":
+            value = int(self._origin + time.monotonic() - self._made)
+        else:
+            value = int(self.value) + 1 + (step * 37 + len(self.name)) % 50
+        bounds = _in_range(self)
+        if bounds is not None:
+            value = min(value, int(bounds[1]))
+        return max(value, int(self.value))
 
     def __repr__(self) -> str:
         return f"<SimulatedSensor {self.stype.wire_name} {self.name} {self._reading}>"
@@ -211,10 +233,12 @@ def generated_reading(sensor: SimulatedSensor, step: int) -> tuple[Any, SensorSt
     numbers follow a wave across the nominal range (or around zero without one), reaching a
     little beyond it (status ``warn``), and integers always change; booleans toggle, lru
     sensors fail every tenth step, discrete values cycle, strings count, timestamps give the
-    current time and addresses change port.
+    current time and addresses change port. Counters (see :class:`SimulatedSensor`) grow.
     """
     stype = sensor.stype
     status = SensorStatus.NOMINAL
+    if sensor.counter is not None:
+        return sensor.counted(step), status
     if stype in (SensorType.INTEGER, SensorType.FLOAT):
         bounds = _in_range(sensor)
         low, high = bounds if bounds is not None else (-100.0, 100.0)
@@ -315,9 +339,9 @@ def _demo_base() -> list[SimulatedSensor]:
     now = time.time()
     return [
         SimulatedSensor(t.INTEGER, "device.uptime", "Seconds since the device started.", "s",
-                        [0, 10**9], value=0),
+                        [0, 10**9], value=0, counter="seconds"),
         SimulatedSensor(t.INTEGER, "rx.packet-count", "Packets received.", "", [0, 2**31 - 1],
-                        value=0),
+                        value=0, counter="events"),
         SimulatedSensor(t.FLOAT, "cpu.temperature", "CPU temperature.", "degC",
                         [10.0, 70.0, 0.0, 90.0], value=42.5),
         SimulatedSensor(t.FLOAT, "rx.power", "Received power\nat the input.", "dBm",

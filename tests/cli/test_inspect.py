@@ -45,7 +45,7 @@ async def test_tables(io_loop: Any, start_device: StartDevice) -> None:
     assert result.code == 0, result.err
     assert result.err == ""
     out = result.out
-    assert f"127.0.0.1:{device.port}  KATCP 5.1-BIMT  device simulated-device-1.0" in out
+    assert f"127.0.0.1:{device.port}  KATCP 5.1-MIBT  device simulated-device-1.0" in out
     assert "11 requests" in out and "9 sensors" in out
     slow = next(line for line in out.splitlines() if "?slow" in line)
     assert slow.split() == ["?slow", "A", "slow", "one.", "7.5s"]
@@ -66,7 +66,7 @@ async def test_json(io_loop: Any, start_device: StartDevice) -> None:
     assert result.code == 0, result.err
     data = json.loads(result.out)
     assert data["address"] == f"127.0.0.1:{device.port}"
-    assert data["protocol"] == "5.1-BIMT"
+    assert data["protocol"] == "5.1-MIBT"
     assert data["versions"]["katcp-device"] == ["simulated-device-1.0", "simulated-device-1.0.0"]
     requests = {r["name"]: r for r in data["requests"]}
     # The first line only: the model is the same whichever form of ?help described it.

@@ -86,7 +86,7 @@ async def test_watch_in_a_terminal_follows_a_restart(io_loop: Any, start_device:
         screen = await tmux.wait_for(
             lambda s: "synced" in s and "16 sensors" in s and "check the fan" in s,
             "the synced table")
-        assert f"127.0.0.1:{device.port} · KATCP 5.1-BIMT · synced" in screen
+        assert f"127.0.0.1:{device.port} · KATCP 5.1-MIBT · synced" in screen
         for name in ("cpu.temperature", "device.uptime", "rx.destination", "rx.lru-ok"):
             assert name in screen
         assert "Updates" in screen

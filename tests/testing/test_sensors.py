@@ -82,8 +82,9 @@ def test_generated_values_fit_their_type_and_change() -> None:
             check_value(sensor.stype, value, sensor.params)
             sensor.set_value(value, status)
             values.append(value)
+        # An uptime changes once a second, not every step.
         if sensor.stype in (SensorType.INTEGER, SensorType.FLOAT, SensorType.BOOLEAN,
-                            SensorType.STRING):
+                            SensorType.STRING) and sensor.counter != "seconds":
             assert all(a != b for a, b in zip(values, values[1:])), sensor.name
         if sensor.stype == SensorType.ADDRESS:
             assert isinstance(values[0], Address)
