@@ -16,6 +16,7 @@ from .errors import (
     RequestFailedError,
     RequestInvalidError,
     RequestTimeoutError,
+    UnknownSensorError,
     WaitTimeoutError,
 )
 from .inspecting_client import (
@@ -66,5 +67,6 @@ __all__ = [
     "SensorStatus",
     "SensorType",
     "SyncError",
+    "UnknownSensorError",
     "WaitTimeoutError",
 ]

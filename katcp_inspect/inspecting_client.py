@@ -11,7 +11,8 @@ called); the work is done by collaborators, each in its own module:
   model and what each answer means for it;
 - :mod:`~katcp_inspect.sensor_updates`: the ``#sensor-status`` hot path into the sensor
   objects;
-- :mod:`~katcp_inspect.sampling`: the strategies the user wants and what the device confirmed.
+- :mod:`~katcp_inspect.sampling`: the strategies the user wants and what the device confirmed;
+  :mod:`~katcp_inspect.sensor_wait`: waiting on a sensor condition.
 
 May import all of those, and ``client``, ``message``, ``request``, ``sensor``, ``stats``,
 ``text`` and ``waiting``.
@@ -35,8 +36,9 @@ from .model import AttrDict, DeviceModel
 from .request import Request, RequestType
 from .runs import Runs
 from .sampling import SamplingReconciler, StrategyBook, make_strategy
-from .sensor import Sensor
+from .sensor import Reading, Sensor
 from .sensor_updates import SensorUpdates
+from .sensor_wait import Condition, SensorWaits
 from .stats import InspectingStats, OnceLogger
 from .sync_loop import SyncLoop
 from .sync_states import (
@@ -132,6 +134,8 @@ class InspectingClientAsync:
         self._updates = SensorUpdates(self._model.sensors, client, lambda: self.sensor_factory,
                                       self, self.stats, self._problems,
                                       self._sync.unknown_sensor)
+        self._waits = SensorWaits(self, self._sampling, self._updates.objects.get,
+                                  lambda: self._runs.stopped)
         client.hook_inform_arguments("sensor-status", self._updates.on_sensor_status)
         client.hook_inform("interface-changed", self._sync.interface_changed)
         client.hook_inform("device-changed", self._sync.interface_changed)
@@ -252,6 +256,15 @@ class InspectingClientAsync:
         return self._runs.stop(timeout)
 
     close = stop
+
+    async def __aenter__(self) -> InspectingClientAsync:
+        """``async with InspectingClientAsync(...) as client:`` connects (as :meth:`connect`
+        with no timeout: it does not wait for the device, nor for a sync) and stops on exit."""
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     def until_stopped(self, timeout: float | None = None) -> asyncio.Future[None]:
         """Resolves once the client is stopped (at once if it was never started): by
@@ -457,6 +470,24 @@ class InspectingClientAsync:
         if sensor is None or not self._updates.apply(sensor, name, timestamp, status, value):
             self._logger.error("Received update for %s, but could not create a sensor object",
                                printable(name))
+
+    # ------------------------------------------------------------------ waiting on sensors
+
+    def wait(self, name: str, condition: Condition,
+             timeout: float | None = None) -> asyncio.Future[Reading]:
+        """Resolves to the first reading of sensor ``name`` that meets ``condition``: a value
+        (equal to ``reading.value``) or a predicate called with the
+        :class:`~katcp_inspect.sensor.Reading`. At once if the cached reading meets it.
+
+        While waiting, a sensor sampled with no strategy (none set by the user, by pattern or
+        ``auto_sampling``) is sampled with ``event``, again after reconnects; the user's
+        strategy is restored once no wait needs it, before this resolves. Fails with
+        :class:`~katcp_inspect.errors.WaitTimeoutError` after ``timeout`` seconds (``None``:
+        never), :class:`~katcp_inspect.errors.UnknownSensorError` if the device has no such
+        sensor (looked up as by :meth:`future_get_sensor`), with what the predicate raised,
+        and with :class:`ClientClosedError` when the client is stopped.
+        """
+        return asyncio.ensure_future(self._waits.wait(name, condition, timeout))
 
     # ------------------------------------------------------------------ sampling strategies
 
