@@ -1,6 +1,7 @@
 """katcp-inspect: a live, correct model of a KATCP device, on Tornado 6."""
 
 from .backoff import ExponentialRandomBackoff
+from .blocking import InspectingClient
 from .client import ConnectionState, DeviceClient
 from .connection import Keepalive
 from .errors import (
@@ -42,6 +43,7 @@ __all__ = [
     "ConnectionState",
     "DeviceClient",
     "ExponentialRandomBackoff",
+    "InspectingClient",
     "InspectingClientAsync",
     "InspectingClientStateType",
     "InspectingStats",

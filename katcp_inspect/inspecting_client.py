@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from tornado.ioloop import IOLoop
 
@@ -58,10 +58,12 @@ from .waiting import check_timeout, with_timeout
 
 ic_logger = logging.getLogger("katcp_inspect.inspecting_client")
 
+T = TypeVar("T")
 
-def _now(make: Callable[[str], Any], name: str) -> asyncio.Future[Any]:
+
+def _now(make: Callable[[str], T], name: str) -> asyncio.Future[T | None]:
     """A future already holding ``make(name)`` (or what it raised)."""
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
     try:
         future.set_result(make(name))
     except Exception as exc:
@@ -409,34 +411,48 @@ class InspectingClientAsync:
         """The same as :meth:`future_check_sensor`, for requests."""
         return asyncio.ensure_future(self._lookup(name, update, sensors=False))
 
-    def future_get_sensor(self, name: str, update: bool | None = None) -> asyncio.Future[Any]:
+    def future_get_sensor(self, name: str, update: bool | None = None
+                          ) -> asyncio.Future[Sensor | None]:
         """The sensor object for ``name`` (at once if known; looked up as by
         :meth:`future_check_sensor` otherwise), or None if the device does not know it.
-        The same object is returned until the device changes the sensor's description."""
+        The same object is returned until the device changes the sensor's description.
+
+        Typed as :class:`~katcp_inspect.sensor.Sensor`: a :attr:`sensor_factory` that makes
+        objects of another type (katcp-python's ``katcp.Sensor``, say) gets those, and
+        its user may ``typing.cast`` them to that type."""
         if name in self._model.sensors:
-            return _now(self._updates.sensor, name)
-        return asyncio.ensure_future(self._get(name, update, sensors=True))
+            return _now(self._sensor_object, name)
+        return asyncio.ensure_future(self._get(name, update, self._sensor_object, sensors=True))
 
     def future_get_request(self, name: str, update: bool | None = None
-                           ) -> asyncio.Future[Any]:
-        """The same as :meth:`future_get_sensor`, for requests."""
+                           ) -> asyncio.Future[Request | None]:
+        """The same as :meth:`future_get_sensor`, for requests (typed as
+        :class:`~katcp_inspect.request.Request`, what the default :attr:`request_factory`
+        makes)."""
         if name in self._model.requests:
             return _now(self._request_object, name)
-        return asyncio.ensure_future(self._get(name, update, sensors=False))
+        return asyncio.ensure_future(self._get(name, update, self._request_object,
+                                               sensors=False))
 
-    async def _get(self, name: str, update: bool | None, sensors: bool) -> Any:
+    async def _get(self, name: str, update: bool | None, make: Callable[[str], T],
+                   sensors: bool) -> T | None:
         if not await self._lookup(name, update, sensors):
             return None
-        return self._updates.sensor(name) if sensors else self._request_object(name)
+        return make(name)
 
-    def _request_object(self, name: str) -> Any:
+    def _sensor_object(self, name: str) -> Sensor:
+        sensor: Sensor = self._updates.sensor(name)
+        return sensor
+
+    def _request_object(self, name: str) -> Request:
         request = self._request_objects.get(name)
         if request is None:
             info = self._model.requests[name]
             request = self.request_factory(name=info.name, description=info.description,
                                            timeout_hint=info.timeout_hint)
             self._request_objects[name] = request
-        return request
+        made: Request = request  # typed as the default factory's (see future_get_sensor)
+        return made
 
     # ------------------------------------------------------------------ requests
 
