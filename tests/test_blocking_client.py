@@ -166,3 +166,19 @@ def test_calling_from_the_clients_own_thread_is_refused(device: DeviceThread) ->
         set_mode_soon(device, "maintenance")
         client.wait("device.mode", "maintenance", timeout=10)
         assert seen and "own thread" in str(seen[0])
+
+
+def test_the_notebook_example(device: DeviceThread, capsys: pytest.CaptureFixture[str]) -> None:
+    from .test_docs_examples import load
+    example = load("notebook_cell")
+    port = device.device.port
+
+    async def session() -> None:
+        example.blocking_cell("127.0.0.1", port)  # a loop runs: Jupyter's, here asyncio.run's
+
+    asyncio.run(session())
+    # Top-level await runs on the notebook's loop; the device must not be on the same one.
+    asyncio.run(example.awaiting_cell("127.0.0.1", port))
+    out = capsys.readouterr().out
+    assert out.count("rx.enabled =") == 2 and "?watchdog -> !watchdog" in out
+    assert "device.mode =" in out
