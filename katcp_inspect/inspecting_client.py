@@ -491,18 +491,12 @@ class InspectingClientAsync:
 
     def wait(self, name: str, condition: Condition,
              timeout: float | None = None) -> asyncio.Future[Reading]:
-        """Resolves to the first reading of sensor ``name`` that meets ``condition``: a value
-        (equal to ``reading.value``) or a predicate called with the
-        :class:`~katcp_inspect.sensor.Reading`. At once if the cached reading meets it.
-
-        While waiting, a sensor sampled with no strategy (none set by the user, by pattern or
-        ``auto_sampling``) is sampled with ``event``, again after reconnects; the user's
-        strategy is restored once no wait needs it, before this resolves. Fails with
-        :class:`~katcp_inspect.errors.WaitTimeoutError` after ``timeout`` seconds (``None``:
-        never), :class:`~katcp_inspect.errors.UnknownSensorError` if the device has no such
-        sensor (looked up as by :meth:`future_get_sensor`), with what the predicate raised,
-        and with :class:`ClientClosedError` when the client is stopped.
-        """
+        """The first reading of sensor ``name`` equal to ``condition`` (a value) or meeting it
+        (a predicate over the :class:`~katcp_inspect.sensor.Reading`); at once if the cached
+        one does. An unsampled sensor is sampled with ``event`` meanwhile (also after a
+        reconnect), and set back before this resolves. Fails with ``WaitTimeoutError`` after
+        ``timeout`` s, ``UnknownSensorError``, what the predicate raised, or
+        :class:`ClientClosedError` on :meth:`stop`."""
         return asyncio.ensure_future(self._waits.wait(name, condition, timeout))
 
     # ------------------------------------------------------------------ sampling strategies
