@@ -1,6 +1,7 @@
 """katcp-inspect: a live, correct model of a KATCP device, on Tornado 6."""
 
 from .backoff import ExponentialRandomBackoff
+from .blocking import InspectingClient
 from .client import ConnectionState, DeviceClient
 from .connection import Keepalive
 from .errors import (
@@ -16,6 +17,7 @@ from .errors import (
     RequestFailedError,
     RequestInvalidError,
     RequestTimeoutError,
+    UnknownSensorError,
     WaitTimeoutError,
 )
 from .inspecting_client import (
@@ -41,6 +43,7 @@ __all__ = [
     "ConnectionState",
     "DeviceClient",
     "ExponentialRandomBackoff",
+    "InspectingClient",
     "InspectingClientAsync",
     "InspectingClientStateType",
     "InspectingStats",
@@ -66,5 +69,6 @@ __all__ = [
     "SensorStatus",
     "SensorType",
     "SyncError",
+    "UnknownSensorError",
     "WaitTimeoutError",
 ]

@@ -96,6 +96,16 @@ class DeviceClient(ClientCore):
     where documented); anything else raises ``ValueError``.
     """
 
+    async def __aenter__(self) -> DeviceClient:
+        """``async with DeviceClient(host, port) as client:`` starts the client and closes it
+        on exit. Entering does not wait for a connection: await :meth:`until_connected` (or
+        :meth:`when_connected`) for that, as with aiokatcp's ``Client``."""
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     # ------------------------------------------------------------------ waiting and requests
 
     def until_connected(self, timeout: float | None = None) -> asyncio.Future[None]:

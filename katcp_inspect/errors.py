@@ -88,3 +88,11 @@ class ReplyTooLargeError(KatcpInspectError):
     """The device sent more reply informs (or bytes of them) for one request than the client's
     cap allows (``max_reply_informs`` / ``max_reply_bytes``). The informs received so far are
     dropped; so is what still comes for that request."""
+
+
+class UnknownSensorError(KatcpInspectError, KeyError):
+    """The device has no sensor of that name (the model was synced, or the name looked up)."""
+
+    def __str__(self) -> str:
+        # KeyError's own str() is the repr of its argument; this is a sentence.
+        return str(self.args[0]) if self.args else ""

@@ -11,7 +11,8 @@ called); the work is done by collaborators, each in its own module:
   model and what each answer means for it;
 - :mod:`~katcp_inspect.sensor_updates`: the ``#sensor-status`` hot path into the sensor
   objects;
-- :mod:`~katcp_inspect.sampling`: the strategies the user wants and what the device confirmed.
+- :mod:`~katcp_inspect.sampling`: the strategies the user wants and what the device confirmed;
+  :mod:`~katcp_inspect.sensor_wait`: waiting on a sensor condition.
 
 May import all of those, and ``client``, ``message``, ``request``, ``sensor``, ``stats``,
 ``text`` and ``waiting``.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from tornado.ioloop import IOLoop
 
@@ -35,8 +36,9 @@ from .model import AttrDict, DeviceModel
 from .request import Request, RequestType
 from .runs import Runs
 from .sampling import SamplingReconciler, StrategyBook, make_strategy
-from .sensor import Sensor
+from .sensor import Reading, Sensor
 from .sensor_updates import SensorUpdates
+from .sensor_wait import Condition, SensorWaits
 from .stats import InspectingStats, OnceLogger
 from .sync_loop import SyncLoop
 from .sync_states import (
@@ -56,10 +58,12 @@ from .waiting import check_timeout, with_timeout
 
 ic_logger = logging.getLogger("katcp_inspect.inspecting_client")
 
+T = TypeVar("T")
 
-def _now(make: Callable[[str], Any], name: str) -> asyncio.Future[Any]:
+
+def _now(make: Callable[[str], T], name: str) -> asyncio.Future[T | None]:
     """A future already holding ``make(name)`` (or what it raised)."""
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
     try:
         future.set_result(make(name))
     except Exception as exc:
@@ -132,6 +136,8 @@ class InspectingClientAsync:
         self._updates = SensorUpdates(self._model.sensors, client, lambda: self.sensor_factory,
                                       self, self.stats, self._problems,
                                       self._sync.unknown_sensor)
+        self._waits = SensorWaits(self, self._sampling, self._updates.objects.get,
+                                  lambda: self._runs.stopped)
         client.hook_inform_arguments("sensor-status", self._updates.on_sensor_status)
         client.hook_inform("interface-changed", self._sync.interface_changed)
         client.hook_inform("device-changed", self._sync.interface_changed)
@@ -252,6 +258,15 @@ class InspectingClientAsync:
         return self._runs.stop(timeout)
 
     close = stop
+
+    async def __aenter__(self) -> InspectingClientAsync:
+        """``async with InspectingClientAsync(...) as client:`` connects (as :meth:`connect`
+        with no timeout: it does not wait for the device, nor for a sync) and stops on exit."""
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     def until_stopped(self, timeout: float | None = None) -> asyncio.Future[None]:
         """Resolves once the client is stopped (at once if it was never started): by
@@ -396,34 +411,48 @@ class InspectingClientAsync:
         """The same as :meth:`future_check_sensor`, for requests."""
         return asyncio.ensure_future(self._lookup(name, update, sensors=False))
 
-    def future_get_sensor(self, name: str, update: bool | None = None) -> asyncio.Future[Any]:
+    def future_get_sensor(self, name: str, update: bool | None = None
+                          ) -> asyncio.Future[Sensor | None]:
         """The sensor object for ``name`` (at once if known; looked up as by
         :meth:`future_check_sensor` otherwise), or None if the device does not know it.
-        The same object is returned until the device changes the sensor's description."""
+        The same object is returned until the device changes the sensor's description.
+
+        Typed as :class:`~katcp_inspect.sensor.Sensor`: a :attr:`sensor_factory` that makes
+        objects of another type (katcp-python's ``katcp.Sensor``, say) gets those, and
+        its user may ``typing.cast`` them to that type."""
         if name in self._model.sensors:
-            return _now(self._updates.sensor, name)
-        return asyncio.ensure_future(self._get(name, update, sensors=True))
+            return _now(self._sensor_object, name)
+        return asyncio.ensure_future(self._get(name, update, self._sensor_object, sensors=True))
 
     def future_get_request(self, name: str, update: bool | None = None
-                           ) -> asyncio.Future[Any]:
-        """The same as :meth:`future_get_sensor`, for requests."""
+                           ) -> asyncio.Future[Request | None]:
+        """The same as :meth:`future_get_sensor`, for requests (typed as
+        :class:`~katcp_inspect.request.Request`, what the default :attr:`request_factory`
+        makes)."""
         if name in self._model.requests:
             return _now(self._request_object, name)
-        return asyncio.ensure_future(self._get(name, update, sensors=False))
+        return asyncio.ensure_future(self._get(name, update, self._request_object,
+                                               sensors=False))
 
-    async def _get(self, name: str, update: bool | None, sensors: bool) -> Any:
+    async def _get(self, name: str, update: bool | None, make: Callable[[str], T],
+                   sensors: bool) -> T | None:
         if not await self._lookup(name, update, sensors):
             return None
-        return self._updates.sensor(name) if sensors else self._request_object(name)
+        return make(name)
 
-    def _request_object(self, name: str) -> Any:
+    def _sensor_object(self, name: str) -> Sensor:
+        sensor: Sensor = self._updates.sensor(name)
+        return sensor
+
+    def _request_object(self, name: str) -> Request:
         request = self._request_objects.get(name)
         if request is None:
             info = self._model.requests[name]
             request = self.request_factory(name=info.name, description=info.description,
                                            timeout_hint=info.timeout_hint)
             self._request_objects[name] = request
-        return request
+        made: Request = request  # typed as the default factory's (see future_get_sensor)
+        return made
 
     # ------------------------------------------------------------------ requests
 
@@ -457,6 +486,18 @@ class InspectingClientAsync:
         if sensor is None or not self._updates.apply(sensor, name, timestamp, status, value):
             self._logger.error("Received update for %s, but could not create a sensor object",
                                printable(name))
+
+    # ------------------------------------------------------------------ waiting on sensors
+
+    def wait(self, name: str, condition: Condition,
+             timeout: float | None = None) -> asyncio.Future[Reading]:
+        """The first reading of sensor ``name`` equal to ``condition`` (a value) or meeting it
+        (a predicate over the :class:`~katcp_inspect.sensor.Reading`); at once if the cached
+        one does. An unsampled sensor is sampled with ``event`` meanwhile (also after a
+        reconnect), and set back before this resolves. Fails with ``WaitTimeoutError`` after
+        ``timeout`` s, ``UnknownSensorError``, what the predicate raised, or
+        :class:`ClientClosedError` on :meth:`stop`."""
+        return asyncio.ensure_future(self._waits.wait(name, condition, timeout))
 
     # ------------------------------------------------------------------ sampling strategies
 

@@ -67,6 +67,32 @@ class StrategyBook:
         self.default = default
         self._by_name: dict[str, WireStrategy] = {}
         self._rules: list[tuple[re.Pattern[str], WireStrategy]] = []
+        # Temporary strategies (a sensor wait), counted per name; they apply only where the
+        # user wants nothing, so that a wait never overrides, nor loses, what the user set.
+        self._held: dict[str, tuple[WireStrategy, int]] = {}
+
+    def hold(self, name: str, strategy: WireStrategy) -> None:
+        """Sample ``name`` with ``strategy`` until as many :meth:`release` calls, unless the
+        user wants another strategy for it (theirs wins, now or later)."""
+        held = self._held.get(name)
+        self._held[name] = (strategy, 1) if held is None else (held[0], held[1] + 1)
+
+    def release(self, name: str) -> None:
+        held = self._held.get(name)
+        if held is not None and held[1] > 1:
+            self._held[name] = (held[0], held[1] - 1)
+        else:
+            self._held.pop(name, None)
+
+    def user_wanted(self, name: str) -> WireStrategy:
+        """What the user asked for ``name`` (explicitly, by a pattern, or the default)."""
+        explicit = self._by_name.get(name)
+        if explicit is not None:
+            return explicit
+        for pattern, strategy in reversed(self._rules):
+            if pattern.search(name):
+                return strategy
+        return self.default if self.default is not None else NONE
 
     def set(self, names: str | Iterable[str], strategy: WireStrategy) -> None:
         """Remember ``strategy`` for one name or several names."""
@@ -81,13 +107,12 @@ class StrategyBook:
         self._rules.append((compiled, strategy))
 
     def wanted(self, name: str) -> WireStrategy:
-        explicit = self._by_name.get(name)
-        if explicit is not None:
-            return explicit
-        for pattern, strategy in reversed(self._rules):
-            if pattern.search(name):
-                return strategy
-        return self.default if self.default is not None else NONE
+        wanted = self.user_wanted(name)
+        if wanted == NONE and self._held:
+            held = self._held.get(name)
+            if held is not None:
+                return held[0]
+        return wanted
 
     def plan(self, names: Iterable[str],
              applied: Mapping[str, WireStrategy]) -> dict[WireStrategy, list[str]]:

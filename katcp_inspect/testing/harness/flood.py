@@ -128,6 +128,8 @@ async def _watch(client: InspectingClientAsync, names: list[str], lossy_every: i
     observers: dict[str, OrderObserver] = {}
     for name in names:
         sensor = await client.future_get_sensor(name)
+        if sensor is None:
+            raise RuntimeError(f"the client's model lacks sensor {name!r}")
         await wait_until(_is_nominal(sensor), timeout=10)
         observers[name] = observer = OrderObserver()
         sensor.attach(observer)

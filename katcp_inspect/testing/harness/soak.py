@@ -124,6 +124,8 @@ async def run_soak(duration: float = 30.0, *, sensors: int = 1000, rate: float =
         await asyncio.wait_for(synced.wait(), 30)
         # Count updates through one observer on one sensor (it follows rebuilt objects).
         sensor = await client.future_get_sensor(next(iter(device.sensors)))
+        if sensor is None:
+            raise RuntimeError("the client's model lacks the device's first sensor")
         sensor.attach(counter)
         while True:
             left = duration - (time.monotonic() - start)
