@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 
 import pytest
 
-from katcp_inspect import InspectingClient, Reading, WaitTimeoutError
+from katcp_inspect import InspectingClient, Reading, UnknownSensorError, WaitTimeoutError
 from katcp_inspect.testing import SimulatedDevice
 
 T = TypeVar("T")
@@ -182,3 +182,24 @@ def test_the_notebook_example(device: DeviceThread, capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     assert out.count("rx.enabled =") == 2 and "?watchdog -> !watchdog" in out
     assert "device.mode =" in out
+
+
+def test_wait_on_the_blocking_client(device: DeviceThread) -> None:
+    """The blocking ``wait`` in each case the async one is tested for (a timeout and a value
+    set later are above): already satisfied, a predicate, a reconnect in the middle, an
+    unknown sensor."""
+    with InspectingClient("127.0.0.1", device.device.port) as client:
+        client.until_synced(timeout=10)
+        now = device.do(lambda: device.device.sensors["device.mode"].reading.value)
+        assert client.wait("device.mode", now, timeout=1).value == now
+        set_mode_soon(device, "maintenance")
+        reading = client.wait("device.mode", lambda r: r.value == "maintenance", timeout=10)
+        assert reading.value == "maintenance"
+
+        def drop_then_set() -> None:
+            device.device.drop_clients()
+            device.loop.call_later(0.2, device.device.set_value, "device.mode", "observing")
+        device.loop.call_soon_threadsafe(drop_then_set)
+        assert client.wait("device.mode", "observing", timeout=15).value == "observing"
+        with pytest.raises(UnknownSensorError):
+            client.wait("no.such.sensor", 1, timeout=1)
