@@ -125,6 +125,28 @@ async def test_inspect_keeps_names_and_values_in_a_narrow_terminal(
         await _run(*tmux, "kill-server")
 
 
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.parametrize("columns", [80, 60])
+async def test_watch_keeps_names_and_values_in_a_narrow_terminal(
+        io_loop: Any, start_device: StartDevice, tmp_path: Path, columns: int) -> None:
+    device = await start_device(SimulatedDevice.with_demo_sensors(12, rate=None))
+    command = shlex.join([*CLI, "watch", f"127.0.0.1:{device.port}", "--seconds", "3"])
+    tmux = ["tmux", "-S", str(tmp_path / "sock"), "-f", os.devnull]
+    # The live table's last frame stays on the screen once the command has ended.
+    script = f"env -u COLUMNS -u LINES {command}; tmux wait-for -S done"
+    await _run(*tmux, "new-session", "-d", "-x", str(columns), "-y", "40", "-s", "t",
+               f"sh -c {shlex.quote(script)}; sleep 30")
+    try:
+        await _run(*tmux, "wait-for", "done")
+        screen = await _run(*tmux, "capture-pane", "-p", "-S", "-100", "-t", "t")
+        (tmp_path / "screen.txt").write_text(screen)
+        for name in device.sensors:
+            assert f" {name} " in screen, f"{name} cut at {columns} columns:\n{screen}"
+        assert "Value" in screen
+    finally:
+        await _run(*tmux, "kill-server")
+
+
 async def _run(*args: str, check: bool = True) -> Any:
     """``args`` run to the end: its stdout (``check``), or a :class:`Result`."""
     process = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
