@@ -8,11 +8,14 @@ import asyncio
 import contextlib
 import re
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import attrs
 
 from ..strategies import STRATEGIES
+
+T = TypeVar("T")
 
 #: Success (and a ``request`` answered ``ok``).
 EXIT_OK = 0
@@ -63,12 +66,16 @@ def parse_target(text: str) -> Target:
     return Target(match.group("v6") or match.group("host"), port)
 
 
+def _converted(text: str, convert: Callable[[str], T], what: str) -> T:
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+
+
 def positive_float(text: str) -> float:
     """A number of seconds greater than zero (an argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _converted(text, float, "a number")
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
     return value
@@ -76,10 +83,7 @@ def positive_float(text: str) -> float:
 
 def port_number(text: str) -> int:
     """A TCP port to listen on, 0 for any free one (an argparse type)."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    port = _converted(text, int, "a port number")
     if not 0 <= port < 65536:
         raise argparse.ArgumentTypeError(f"port out of range (0-65535): {text!r}")
     return port
@@ -87,10 +91,7 @@ def port_number(text: str) -> int:
 
 def count(text: str) -> int:
     """A number of things, zero or more (an argparse type)."""
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    number = _converted(text, int, "a whole number")
     if number < 0:
         raise argparse.ArgumentTypeError(f"must be zero or more, not {text!r}")
     return number
@@ -98,10 +99,7 @@ def count(text: str) -> int:
 
 def rate(text: str) -> float:
     """Times a second, 0 for never (an argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _converted(text, float, "a number")
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be zero or a positive rate, not {text!r}")
     return value
