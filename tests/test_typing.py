@@ -6,6 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# mypy comes with the dev extra (the linters), not with the test extra that packagers install.
+pytest.importorskip("mypy")
+
 HERE = Path(__file__).resolve().parent / "typing"
 
 
