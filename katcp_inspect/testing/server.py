@@ -94,5 +94,6 @@ class Tasks:
             await drain(others)
 
     def __len__(self) -> int:
-        """How many tasks have not ended (for tests and leak checks)."""
-        return len(self._tasks)
+        """How many tasks have not ended (for tests and leak checks). A task that has ended
+        may still be in the set until its done-callback runs, which the loop does later."""
+        return sum(1 for task in self._tasks if not task.done())

@@ -4,6 +4,7 @@ validated options, and tables that keep their key columns in a narrow terminal."
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shlex
@@ -148,13 +149,14 @@ async def test_watch_keeps_names_and_values_in_a_narrow_terminal(
 
 
 async def _run(*args: str, check: bool = True) -> Any:
-    """``args`` run to the end: its stdout (``check``), or a :class:`Result`."""
-    process = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.PIPE, env=ENV)
-    out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode is not None
+    """``args`` run to the end: its stdout (``check``), or a :class:`Result`. In a thread with
+    :func:`subprocess.run`: under uvloop a tmux server started by ``new-session`` kept the
+    loop's pipes open, so reading them to the end never ended."""
+    run = functools.partial(subprocess.run, args, capture_output=True, text=True, env=ENV,
+                            timeout=30, check=False)
+    result = await asyncio.get_running_loop().run_in_executor(None, run)
     if not check:
-        return Result(process.returncode, out.decode(), err.decode())
-    assert process.returncode == 0, err.decode()
-    return out.decode()
+        return Result(result.returncode, result.stdout, result.stderr)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 

@@ -5,10 +5,12 @@ the test's event loop and restarts on the same port; the display must follow."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,15 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 SGR = re.compile(r"\x1b\[([0-9;]*)m")
 
 
+async def run_blocking(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``args`` run in a thread with :func:`subprocess.run`, not the loop's subprocess support:
+    under uvloop the tmux server started by ``new-session`` kept the pipes of the command that
+    started it open, so reading them to the end never ended."""
+    run = functools.partial(subprocess.run, args, capture_output=True, text=True, timeout=30,
+                            check=False)
+    return await asyncio.get_running_loop().run_in_executor(None, run)
+
+
 class Tmux:
     """A tmux server of our own (its socket in a temporary directory, no user configuration)."""
 
@@ -32,13 +43,10 @@ class Tmux:
         self.socket = socket
 
     async def __call__(self, *args: str) -> str:
-        process = await asyncio.create_subprocess_exec(
-            "tmux", "-S", str(self.socket), "-f", os.devnull, *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(process.communicate(), 10)
-        if process.returncode != 0:
-            raise RuntimeError(f"tmux {' '.join(args)}: {err.decode().strip()}")
-        return out.decode()
+        result = await run_blocking(["tmux", "-S", str(self.socket), "-f", os.devnull, *args])
+        if result.returncode != 0:
+            raise RuntimeError(f"tmux {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
 
     async def screen(self, *, escapes: bool = False) -> str:
         return await self("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "watch")
