@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from katcp_inspect import Message
 
-from .support import GREETING_V5, Responder, ScriptedDevice, ThirdPartyDevice
+from .support import GREETING_V5, Responder, ScriptedDevice, ThirdPartyDevice, scripted_device
 
 GREETING_V4 = b"#version device-1.0\n#build-state device-1.0.0\n"
 
@@ -33,16 +33,10 @@ def with_mid(line: bytes, request: Message) -> bytes:
     return line[:name_end] + b"[%d]" % request.mid + line[name_end:]
 
 
-@contextlib.asynccontextmanager
-async def raw_device(greeting: bytes = GREETING_V5,
-                     responses: Optional[dict[str, Responder]] = None
-                     ) -> AsyncIterator[RawDevice]:
-    device = RawDevice(greeting, responses)
-    device.listen_now()
-    try:
-        yield device
-    finally:
-        device.shutdown()
+def raw_device(greeting: bytes = GREETING_V5,
+               responses: Optional[dict[str, Responder]] = None
+               ) -> contextlib.AbstractAsyncContextManager[ScriptedDevice]:
+    return scripted_device(greeting, responses, kind=RawDevice)
 
 
 class DocumentedDevice(ThirdPartyDevice):

@@ -178,9 +178,11 @@ def help_list(*entries: bytes) -> Responder:
 
 @contextlib.asynccontextmanager
 async def scripted_device(greeting: bytes = GREETING_V5,
-                          responses: dict[str, Responder] | None = None
+                          responses: dict[str, Responder] | None = None,
+                          kind: type[ScriptedDevice] = ScriptedDevice
                           ) -> AsyncIterator[ScriptedDevice]:
-    device = ScriptedDevice(greeting, responses)
+    """A ``kind`` of scripted device listening for the duration of the block."""
+    device = kind(greeting, responses)
     device.listen_now()
     try:
         yield device
