@@ -58,3 +58,22 @@ def rss_bytes() -> int:
     """Resident set size of this process (Linux ``/proc``), in bytes."""
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reset_peak_rss() -> None:
+    """Make the peak resident set (``VmHWM``) the current one, so that :func:`peak_rss_bytes`
+    measures from here (Linux ≥ 4.0; a no-op where ``/proc`` refuses it)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_bytes() -> int:
+    """The peak resident set size of this process since :func:`reset_peak_rss`, in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any
@@ -30,16 +32,19 @@ def _reap(process: BaseProcess) -> None:
         process.join(5)
 
 
-class Devices:
-    """A process running one :class:`flood_device.FloodDevice` per ``(sensors, updates)``
-    spec; :attr:`ports` lists their ports in the same order."""
+Serve = Callable[[list[tuple[int, int]], Connection], None]
 
-    def __init__(self, specs: list[tuple[int, int]]) -> None:
+
+class Devices:
+    """A process running one device per ``(sensors, updates)`` spec, by default a
+    :class:`flood_device.FloodDevice` (``serve`` is the process's entry point, e.g.
+    :func:`aiokatcp_device.serve`); :attr:`ports` lists their ports in the same order."""
+
+    def __init__(self, specs: list[tuple[int, int]], serve: Serve = flood_device.serve) -> None:
         self._specs = specs
         self._control, child = _SPAWN.Pipe()
         self._child_end = child
-        self._process = _SPAWN.Process(target=flood_device.serve, args=(specs, child),
-                                       daemon=True)
+        self._process = _SPAWN.Process(target=serve, args=(specs, child), daemon=True)
         self.ports: list[int] = []
 
     def __enter__(self) -> Devices:

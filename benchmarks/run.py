@@ -23,7 +23,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import aiokatcp_device
 import processes
+import ways
 from clients import Aiokatcp, KatcpInspect
 
 KI = KatcpInspect.label
@@ -31,6 +33,7 @@ AIO = Aiokatcp.label
 CEILING = "codec+dict"
 CEILING_SOCKET = "codec+dict, socket"
 CEILING_CORE = "codec core+dict"
+FLOOR = "device floor"
 #: Seconds one benchmark process may take.
 PROCESS_TIMEOUT = 240.0
 
@@ -49,10 +52,11 @@ class Plan:
     fleet_processes: int = 4
     fleet_sensors: int = 1_000
     fleet_updates_per_device: int = 1_000
+    ways_sensors: int = 10_000
 
 
 QUICK = Plan(runs=1, throughput_updates=50_000, restarts_per_run=3, fleet_devices=20,
-             fleet_processes=2, fleet_updates_per_device=500)
+             fleet_processes=2, fleet_updates_per_device=500, ways_sensors=2_000)
 
 
 @dataclasses.dataclass
@@ -162,6 +166,10 @@ def size(value: float) -> str:
     return f"{value:,.0f} B"
 
 
+def mib(value: float) -> str:
+    return f"{value / 2**20:.1f} MiB"
+
+
 def times(value: float) -> str:
     return f"{value:.2f}x"
 
@@ -264,6 +272,59 @@ def metric_fleet(plan: Plan, report: Report) -> None:
         _fmt(runs.median(KI, "rate"), rate), "", "", "", "(reference)"))
 
 
+def metric_ways(plan: Plan, report: Report) -> None:
+    """(f) each documented way to a synced model against a device built on aiokatcp, beside
+    the device's floor and aiokatcp; (g) looking up every sensor afterwards."""
+    sensors = plan.ways_sensors
+    with processes.Devices([(sensors, 0)], serve=aiokatcp_device.serve) as device:
+        args = {"port": device.ports[0], "sensors": sensors}
+        labels = ("floor", "floor-chunked", *ways.WAYS, "aiokatcp")
+        runs = interleaved("(f)", plan, {label: ("way", {"kind": label, **args})
+                                         for label in labels}, report)
+    for run in runs.per_run:  # the floor of a run: the faster way the device was asked
+        run[FLOOR] = min((run[label] for label in ("floor", "floor-chunked")),
+                         key=lambda result: result.get("seconds", float("inf")))
+    report.rows.append(Row(
+        f"(f) device floor: ?help and ?sensor-list, then ?sensor-sampling of all {sensors:,} "
+        "sensors with their values, lines counted (an aiokatcp DeviceServer)", "", "",
+        f"{_fmt(runs.median(FLOOR, 'seconds'), seconds)} (one bulk request: "
+        f"{_fmt(runs.median('floor', 'seconds'), seconds)}; chunks of 500: "
+        f"{_fmt(runs.median('floor-chunked', 'seconds'), seconds)})", "", "(reference)"))
+    for way in ways.WAYS:
+        vs_floor = runs.median_ratio("seconds", way, FLOOR)
+        cell = (f"{_fmt(runs.median(way, 'seconds'), seconds)}; RSS +"
+                f"{_fmt(runs.median(way, 'rss'), mib)} (peak +"
+                f"{_fmt(runs.median(way, 'peak_rss'), mib)})")
+        report.rows.append(Row(
+            f"(f) full sync, {sensors:,} sensors sampled with their values: {way}", cell,
+            "", "", f"÷ floor = {_fmt(vs_floor, times)}", "≤ 1.15x",
+            _met(None if vs_floor is None else vs_floor <= 1.15)))
+        if way.startswith("per-"):
+            for key, what in (("seconds", "time"), ("rss", "memory"), ("peak_rss", "peak")):
+                ratio = runs.median_ratio(key, way, "bulk")
+                report.rows.append(Row(
+                    "", "", "", "", f"{what} ÷ bulk = {_fmt(ratio, times)}",
+                    "≤ 1.1x" if key != "peak_rss" else "(reference)",
+                    _met(None if ratio is None else ratio <= 1.1) if key != "peak_rss"
+                    else ""))
+    aio_vs_floor = runs.median_ratio("seconds", "aiokatcp", FLOOR)
+    report.rows.append(Row(
+        "(f) aiokatcp's SensorWatcher, same sync", "",
+        f"{_fmt(runs.median('aiokatcp', 'seconds'), seconds)}; RSS +"
+        f"{_fmt(runs.median('aiokatcp', 'rss'), mib)}", "",
+        f"÷ floor = {_fmt(aio_vs_floor, times)}", "(reference)"))
+    per = {key: runs.median("auto", key) for key in ("lookup", "dict_lookup", "future_lookup")}
+    ratios = [run["auto"]["lookup"] / run["auto"]["future_lookup"] for run in runs.per_run
+              if run["auto"].get("problem") is None]
+    vs_future = statistics.median(ratios) if ratios else None
+    report.rows.append(Row(
+        f"(g) future_get_sensor(name).result() for {sensors:,} known names",
+        _fmt(per["lookup"], seconds), _fmt(runs.median("aiokatcp", "lookup"), seconds)
+        + " (its dict)", f"dict: {_fmt(per['dict_lookup'], seconds)}; dict + a done future: "
+        f"{_fmt(per['future_lookup'], seconds)}",
+        f"÷ dict + done future = {_fmt(vs_future, times)}", "(reference)"))
+
+
 # ---------------------------------------------------------------------- machine and output
 
 
@@ -307,7 +368,7 @@ def _commit() -> str:
 
 
 def table(rows: list[Row]) -> str:
-    header = Row("Metric", KI, AIO, "ceiling: codec + dict", "ratio (median of runs)",
+    header = Row("Metric", KI, AIO, "ceiling (a) or floor (f, g)", "ratio (median of runs)",
                  "target", "met?")
     lines = []
     for i, row in enumerate([header, *rows]):
@@ -345,8 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="runs per metric (default 5; 1 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run with smaller workloads, in well under a minute")
-    parser.add_argument("--metrics", default="abcde",
-                        help="which metrics to run, e.g. 'ab' (default: abcde)")
+    parser.add_argument("--metrics", default="abcdef",
+                        help="which metrics to run, e.g. 'ab' (default: abcdef; "
+                             "f includes g)")
     parser.add_argument("--profile", choices=[KI, AIO],
                         help="instead of the table, profile this client's (a) and (b) "
                              "with cProfile and list the functions with the most own time")
@@ -356,8 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.runs < 1:
             parser.error("--runs must be at least 1")
         plan = dataclasses.replace(plan, runs=args.runs)
-    if set(args.metrics) - set("abcde"):
-        parser.error("--metrics takes letters from 'abcde'")
+    if set(args.metrics) - set("abcdef"):
+        parser.error("--metrics takes letters from 'abcdef'")
 
     print("\n".join(machine()))
     print(f"Command: python benchmarks/run.py {' '.join(argv or sys.argv[1:])}".rstrip())
@@ -380,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
             metric_restart(plan, restart_port, report)
     if "e" in args.metrics:
         metric_fleet(plan, report)
+    if "f" in args.metrics:
+        metric_ways(plan, report)
     print(f"\nMedians of {plan.runs} run(s); took {time.monotonic() - started:.0f} s.\n")
     print(table(report.rows))
     for problem in report.problems:

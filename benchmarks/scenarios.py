@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import ceiling
+import ways
 import wire
 from clients import CLIENTS, BenchClient, CountingObserver, FreshObserver, Tally
 from measure import Section, rss_bytes
@@ -184,6 +185,8 @@ def child_main(scenario: str, kwargs: dict[str, Any], results: Connection) -> No
     try:
         if scenario == "ceiling":
             result = ceiling.in_process(**kwargs)
+        elif scenario == "way":
+            result = ways.measure(**kwargs)
         else:
             result = asyncio.run(SCENARIOS[scenario](**kwargs))
     except Exception as exc:

@@ -71,6 +71,12 @@ def _now(make: Callable[[str], T], name: str) -> asyncio.Future[T | None]:
     return future
 
 
+def _done(result: T) -> asyncio.Future[T | None]:
+    future: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
+    future.set_result(result)
+    return future
+
+
 class InspectingClientAsync:
     """A device model cache that keeps itself in sync with a KATCP device.
 
@@ -420,8 +426,9 @@ class InspectingClientAsync:
         Typed as :class:`~katcp_inspect.sensor.Sensor`: a :attr:`sensor_factory` that makes
         objects of another type (katcp-python's ``katcp.Sensor``, say) gets those, and
         its user may ``typing.cast`` them to that type."""
-        if name in self._model.sensors:
-            return _now(self._sensor_object, name)
+        sensor = self._updates.objects.get(name)
+        if sensor is not None or name in self._model.sensors:  # known: no task, no request
+            return _now(self._sensor_object, name) if sensor is None else _done(sensor)
         return asyncio.ensure_future(self._get(name, update, self._sensor_object, sensors=True))
 
     def future_get_request(self, name: str, update: bool | None = None
@@ -505,18 +512,19 @@ class InspectingClientAsync:
                               *params: Any) -> asyncio.Future[Reply]:
         """Sample sensor ``name`` with ``strategy`` (and its ``params``; times in seconds,
         whatever the KATCP version), now and after every reconnect and resync. Resolves to
-        the device's reply (a ``fail`` reply while disconnected; the strategy is still
-        remembered and applied once connected)."""
-        return asyncio.ensure_future(self._sampling.want(
-            [name], make_strategy(strategy, *params), self.sync_timeout))
+        the device's answer for this sensor (``fail`` while disconnected: the strategy is
+        applied once connected). Calls of one event-loop turn go together, as bulk requests
+        with flag ``B`` (see :doc:`/performance`); each gets its own sensor's answer."""
+        return self._sampling.want_one(name, make_strategy(strategy, *params),
+                                       self.sync_timeout)
 
     def set_sampling_strategies(self, names: str | Iterable[str], strategy: str,
                                 *params: Any) -> asyncio.Future[Reply]:
         """Like :meth:`set_sampling_strategy` for several sensors: a list of names, or a regular
         expression (a ``str``, ``re.search``) that also covers sensors the device adds later.
-        Resolves to the last reply."""
-        return asyncio.ensure_future(self._sampling.want(
-            names, make_strategy(strategy, *params), self.sync_timeout))
+        Resolves, once the device has answered for every sensor, to the first refusal, or
+        an ``ok`` reply."""
+        return self._sampling.want(names, make_strategy(strategy, *params), self.sync_timeout)
 
 
 __all__ = [

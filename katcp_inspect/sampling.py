@@ -4,59 +4,36 @@ requests that reconcile the two.
 Strategies are per connection on the device side: a device forgets them when the connection
 drops. So the client keeps the user's wishes in a :class:`StrategyBook` (per sensor name, per
 name pattern, and an optional default for every sensor), and a :class:`SamplingReconciler`
-keeps what this connection's device has confirmed and sends what differs after each sync.
-May import ``message``, ``strategies``, ``stats``, ``text`` and (for its types) ``client``.
+keeps what this connection's device has confirmed and sends what differs: after each sync,
+and when the user asks. Per-sensor calls made in one event-loop turn are coalesced into one
+send, so that ``[sensor.set_strategy("event") for sensor in sensors]`` costs what one
+``set_sampling_strategies`` call costs. May import ``message``, ``sampling_requests``,
+``stats`` and (for its types) ``client``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-from collections.abc import Awaitable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from .message import Message, encode_argument
+from .message import Message
+from .sampling_requests import (
+    BULK_SAMPLING_CHUNK,
+    MAX_SINGLES_IN_FLIGHT,
+    NONE,
+    SamplingRequests,
+    WireStrategy,
+    for_protocol,
+    format_strategy,
+    make_strategy,
+    own_reply,
+)
 from .stats import InspectingStats, OnceLogger
-from .strategies import STRATEGIES
-from .text import printable
 
 if TYPE_CHECKING:
     from .client import DeviceClient, Reply
-
-#: Names per bulk ``?sensor-sampling`` request, so that no line gets huge.
-BULK_SAMPLING_CHUNK = 500
-
-#: A strategy and its parameters as they go on the wire, e.g. ``(b"period", b"0.5")``.
-WireStrategy = tuple[bytes, ...]
-NONE: WireStrategy = (b"none",)
-
-
-def make_strategy(strategy: str, *params: Any) -> WireStrategy:
-    return (encode_argument(strategy), *(encode_argument(p) for p in params))
-
-
-#: Which parameters of each strategy are times (seconds to the user; KATCP 4 wants ms).
-_TIME_PARAMS = {name.encode("ascii"): info.time_params for name, info in STRATEGIES.items()
-                if info.time_params}
-
-
-def for_protocol(strategy: WireStrategy, major: int) -> WireStrategy:
-    """The strategy as a device of this KATCP major version reads it: users give times in
-    seconds (as KATCP 5 does), KATCP 4 counts milliseconds."""
-    times = _TIME_PARAMS.get(strategy[0])
-    if major >= 5 or not times:
-        return strategy
-    params = list(strategy[1:])
-    for index in times:
-        if index < len(params):
-            with contextlib.suppress(ValueError):  # not a number: the device will say so
-                params[index] = b"%d" % round(float(params[index]) * 1000)
-    return (strategy[0], *params)
-
-
-def format_strategy(strategy: WireStrategy) -> str:
-    return " ".join(p.decode("utf-8", "backslashreplace") for p in strategy)
 
 
 class StrategyBook:
@@ -129,8 +106,8 @@ class StrategyBook:
 class SamplingReconciler:
     """One client's sampling on the device: what the device confirmed on this connection (a
     strategy it answered ``ok`` to), and the ``?sensor-sampling`` requests that bring it to
-    what the :class:`StrategyBook` wants. Bulk requests (chunked) with flag ``B``, otherwise
-    one request per sensor; all in flight together."""
+    what the :class:`StrategyBook` wants (see :class:`SamplingRequests`: bulk with flag ``B``,
+    otherwise one by one, a bounded number in flight)."""
 
     def __init__(self, book: StrategyBook, client: DeviceClient,
                  sensors: Mapping[str, object], stats: InspectingStats,
@@ -140,22 +117,73 @@ class SamplingReconciler:
         self.confirmed: dict[str, WireStrategy] = {}
         self._client = client
         self._sensors = sensors
-        self._stats = stats
-        self._problems = problems
+        self._requests = SamplingRequests(client, lambda: self.confirmed, stats, problems)
+        # Per-sensor calls of this event-loop turn: name -> the callers' futures.
+        self._turn: dict[str, list[asyncio.Future[Reply]]] = {}
+        self._turn_timeout = 0.0
 
     def new_connection(self) -> None:
         """A new connection starts with every sensor at ``none``."""
         self.confirmed = {}
+        self._requests.drop_queued("the connection was lost before this request was sent")
 
     def forget(self, name: str) -> None:
         """The sensor is gone or changed: what was confirmed for it no longer holds."""
         self.confirmed.pop(name, None)
 
-    async def want(self, names: str | Iterable[str], strategy: WireStrategy,
-                   timeout: float) -> Reply:
+    def want_one(self, name: str, strategy: WireStrategy,
+                 timeout: float) -> asyncio.Future[Reply]:
+        """Remember ``strategy`` for ``name`` and send it together with the other calls of
+        this event-loop turn; resolves to the device's answer for this sensor (``fail``
+        while disconnected: the strategy is applied on connection). Several calls for one
+        name in one turn send the last strategy, and all get its outcome."""
+        self.book.set(name, strategy)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        if not self._client.is_connected:
+            future.set_result(_not_connected())
+            return future
+        if not self._turn:
+            asyncio.get_running_loop().call_soon(self._end_turn)
+        waiting = self._turn.get(name)
+        if waiting is None:
+            self._turn[name] = [future]
+        else:
+            waiting.append(future)
+        self._turn_timeout = max(self._turn_timeout, timeout)
+        return future
+
+    def _end_turn(self) -> None:
+        turn, self._turn = self._turn, {}
+        timeout, self._turn_timeout = self._turn_timeout, 0.0
+
+        def resolve(name: str, strategy: WireStrategy, reply: Reply) -> None:
+            for future in turn.pop(name, ()):
+                if not future.done():
+                    future.set_result(own_reply(name, strategy, reply))
+
+        if not self._client.is_connected:
+            for name in list(turn):
+                resolve(name, NONE, _not_connected())
+            return
+        known = [name for name in turn if name in self._sensors]
+        groups = self.book.plan(known, self.confirmed)
+        sent = {name for group in groups.values() for name in group}
+        for name in [name for name in turn if name not in sent]:
+            # Already what the device has (or a name the model does not know: the device
+            # answers for it, as it would to a single request).
+            if name in self._sensors:
+                strategy = self.confirmed.get(name, NONE)
+                resolve(name, strategy, (Message.reply("sensor-sampling", "ok", name,
+                                                       *strategy), []))
+            else:
+                groups.setdefault(self.book.wanted(name), []).append(name)
+        self._requests.send(groups, timeout, resolve)
+
+    def want(self, names: str | Iterable[str], strategy: WireStrategy,
+             timeout: float) -> asyncio.Future[Reply]:
         """Remember ``strategy`` for ``names`` (a list, or a pattern: a ``str`` that also covers
-        sensors added later) and send it; the last reply (``fail`` while disconnected: the
-        strategy is applied on connection)."""
+        sensors added later) and send it; resolves to the first refusal, or an ``ok`` reply
+        (``fail`` while disconnected: the strategy is applied on connection)."""
         if isinstance(names, str):
             self.book.set_pattern(names, strategy)
             pattern = re.compile(names)
@@ -164,70 +192,53 @@ class SamplingReconciler:
             names = list(names)
             self.book.set(names, strategy)
         if not self._client.is_connected:
-            return Message.reply("sensor-sampling", "fail", "not connected; the strategy is "
-                                 "remembered and applied on connection"), []
-        replies = await self.apply(names, timeout)
-        return replies[-1] if replies else (Message.reply("sensor-sampling", "ok"), [])
+            future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+            future.set_result(_not_connected())
+            return future
+        return self.apply(names, timeout)
 
-    async def apply(self, names: Iterable[str] | None, timeout: float) -> list[Reply]:
+    def apply(self, names: Iterable[str] | None, timeout: float) -> asyncio.Future[Reply]:
         """Send what the device needs for ``names`` (None: every sensor of the model) to
-        match the book; the replies, refusals included."""
+        match the book; resolves, once every answer is in, to the first refusal or an ``ok``
+        reply."""
         known = [n for n in (self._sensors if names is None else names) if n in self._sensors]
-        flags = self._client.protocol_flags
-        bulk = flags is not None and flags.bulk_set_sensor_sampling
-        sends: list[Awaitable[list[Reply]]] = []
-        refused: list[Reply] = []
-        for strategy, group in self.book.plan(known, self.confirmed).items():
-            if bulk:
-                # With bulk sampling a device reads "a,b" as two sensors: such a name cannot
-                # be sampled without sampling others.
-                refused.extend(self._refuse_comma(n, strategy) for n in group if "," in n)
-                group = [n for n in group if "," not in n]
-            if bulk and len(group) > 1:
-                sends.extend(self._bulk(group[start:start + BULK_SAMPLING_CHUNK], strategy,
-                                        timeout)
-                             for start in range(0, len(group), BULK_SAMPLING_CHUNK))
-            elif group:
-                sends.append(self._each(group, strategy, timeout))
-        return refused + [reply for replies in await asyncio.gather(*sends) for reply in replies]
+        groups = self.book.plan(known, self.confirmed)
+        outcomes = _AllOutcomes(sum(len(group) for group in groups.values()))
+        self._requests.send(groups, timeout, outcomes)
+        return outcomes.future
 
-    def _refuse_comma(self, name: str, strategy: WireStrategy) -> Reply:
-        self._stats.strategy_failures += 1
-        self._problems.log(("comma", name), "%s: cannot sample sensor %s: its name has a comma, "
-                           "which this device (bulk sampling) reads as a list of sensors",
-                           self._client.address, printable(name))
-        return Message.reply("sensor-sampling", "fail", f"cannot sample {name!r} with "
-                             f"{format_strategy(strategy)}: a device with bulk sampling reads "
-                             "the comma in its name as a list of sensors"), []
 
-    async def _bulk(self, names: list[str], strategy: WireStrategy,
-                    timeout: float) -> list[Reply]:
-        reply = await self._request(",".join(names), strategy, timeout)
-        if reply[0].reply_ok():
-            self.confirmed.update(dict.fromkeys(names, strategy))
-            return [reply]
-        # Refused as a whole (one name gone, or no bulk after all): one by one.
-        return await self._each(names, strategy, timeout)
+class _AllOutcomes:
+    """The outcomes of many names as one future: the first refusal, else an ``ok`` reply."""
 
-    async def _each(self, names: list[str], strategy: WireStrategy,
-                    timeout: float) -> list[Reply]:
-        return list(await asyncio.gather(*(self._one(name, strategy, timeout)
-                                           for name in names)))
+    def __init__(self, count: int) -> None:
+        self.future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._left = count
+        self._refusal: Reply | None = None
+        if not count:
+            self.future.set_result((Message.reply("sensor-sampling", "ok"), []))
 
-    async def _one(self, name: str, strategy: WireStrategy, timeout: float) -> Reply:
-        reply = await self._request(name, strategy, timeout)
-        if reply[0].reply_ok():
-            self.confirmed[name] = strategy
-        elif self._client.is_connected:
-            self._stats.strategy_failures += 1
-            self._problems.log(("strategy", name), "%s refused strategy %s for %s: %s",
-                               self._client.address, format_strategy(strategy),
-                               printable(name), reply[0])
-        return reply
+    def __call__(self, name: str, strategy: WireStrategy, reply: Reply) -> None:
+        if self._refusal is None and not reply[0].reply_ok():
+            self._refusal = reply
+        self._left -= 1
+        if not self._left and not self.future.done():
+            self.future.set_result(self._refusal or reply)
 
-    def _request(self, names: str, strategy: WireStrategy,
-                 timeout: float) -> asyncio.Future[Reply]:
-        flags = self._client.protocol_flags
-        wire = for_protocol(strategy, flags.major if flags is not None else 5)
-        return self._client.future_request(
-            Message.request("sensor-sampling", names, *wire), timeout)
+
+def _not_connected() -> Reply:
+    return Message.reply("sensor-sampling", "fail", "not connected; the strategy is "
+                         "remembered and applied on connection"), []
+
+
+__all__ = [
+    "BULK_SAMPLING_CHUNK",
+    "MAX_SINGLES_IN_FLIGHT",
+    "NONE",
+    "SamplingReconciler",
+    "StrategyBook",
+    "WireStrategy",
+    "for_protocol",
+    "format_strategy",
+    "make_strategy",
+]

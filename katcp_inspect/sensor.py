@@ -53,6 +53,8 @@ SensorTypeLike = Union[SensorType, int, type]
 
 
 def _sensor_type(value: SensorTypeLike) -> SensorType:
+    if value.__class__ is SensorType:  # what the client passes: the enum call costs more
+        return value
     if isinstance(value, type):
         try:
             return _PYTHON_TYPES[value]
@@ -128,7 +130,7 @@ class Sensor:
         if default is None:
             default = kattypes.default_value(self.sensor_type, self.params)
         status = SensorStatus.UNKNOWN if initial_status is None else SensorStatus(initial_status)
-        self._reading = Reading(time.time(), status, default)
+        self._reading = _new_reading(Reading, (time.time(), status, default))
         # A tuple, replaced on attach/detach: most cached sensors have no observer, and the
         # empty tuple is shared.
         self._observers: tuple[SensorObserver, ...] = ()

@@ -26,6 +26,9 @@ from .text import printable
 if TYPE_CHECKING:
     from .client import DeviceClient
 
+#: Sensor kinds (type name and parameters) remembered: a device could make every sensor a
+#: kind of its own (a discrete sensor's values, say), and a peer must not grow this unbounded.
+MAX_KINDS = 1024
 #: Applies one wire reading (timestamp in seconds, raw status, raw value) to one sensor.
 SensorUpdater = Callable[[float, bytes, bytes], None]
 
@@ -63,6 +66,9 @@ class SensorUpdates:
         self._current_factory = factory
         self._factory: Callable[..., Any] | None = None
         self._factory_takes_setter = False
+        #: ``#sensor-list`` (type name, parameters) → (type, parsed parameters).
+        self._kinds: dict[tuple[str, tuple[str, ...]], tuple[kattypes.SensorType,
+                                                             tuple[Any, ...]]] = {}
 
     def connected(self, major: int) -> None:
         """A new connection speaks KATCP ``major``: another version decodes anew."""
@@ -86,13 +92,13 @@ class SensorUpdates:
     def on_sensor_status(self, args: list[bytes]) -> None:
         """``#sensor-status timestamp n (name status value)*n``."""
         if len(args) == 5 and args[1] == b"1":  # what devices send, nearly always
-            updater = self.updaters.get(args[2])
-            if updater is not None:
+            updater = self.updaters.get(args[2]) or self.updater_for(args[2])
+            if updater is not None:  # None: an unknown name, already counted and reported
                 try:
                     updater(float(args[0]) / self.ticks_per_second, args[3], args[4])
                 except (KeyError, ValueError) as exc:
                     self.bad_update(args[2], exc)
-                return
+            return
         try:
             timestamp = float(args[0]) / self.ticks_per_second
             n = int(args[1])
@@ -184,28 +190,38 @@ class SensorUpdates:
         if sensor is not None:
             return sensor
         info = self._sensors[name]
-        stype, known = kattypes.type_from_name(info.type_name)
-        if not known:
-            self._problems.log(("type", info.type_name), "%s: sensor %s has unknown type %r; "
-                               "kept as a string sensor", self._client.address,
-                               printable(name), info.type_name)
-        try:
-            params = kattypes.parse_params(stype, info.params)
-        except ValueError:
-            self._problems.log("params", "%s: sensor %s has unparsable params %r; ignored",
-                               self._client.address, printable(name), info.params)
-            params = []
+        kind = self._kinds.get((info.type_name, info.params))
+        stype, params = kind if kind is not None else self._kind(info)
         factory = self._current_factory()
         if factory is not self._factory:
             self._factory = factory
             self._factory_takes_setter = _names_strategy_setter(factory)
         extra = {"strategy_setter": self._setter} if self._factory_takes_setter else {}
         sensor = factory(name=info.name, sensor_type=stype, description=info.description,
-                         units=info.units, params=params, **extra)
+                         units=info.units, params=list(params), **extra)
         if not extra and isinstance(sensor, Sensor):
             sensor.strategy_setter = self._setter  # the factory has katcp-python's signature
         self.objects[info.name] = sensor
         return sensor
+
+    def _kind(self, info: SensorInfo) -> tuple[kattypes.SensorType, tuple[Any, ...]]:
+        """The type and parsed parameters of ``#sensor-list`` type name and parameters as
+        ``info`` has them, kept: thousands of sensors share a few kinds. Problems are logged
+        (once per kind) and kept as a string sensor, or without the parameters."""
+        stype, known = kattypes.type_from_name(info.type_name)
+        if not known:
+            self._problems.log(("type", info.type_name), "%s: sensor %s has unknown type %r; "
+                               "kept as a string sensor", self._client.address,
+                               printable(info.name), info.type_name)
+        try:
+            params = tuple(kattypes.parse_params(stype, info.params))
+        except ValueError:
+            self._problems.log("params", "%s: sensor %s has unparsable params %r; ignored",
+                               self._client.address, printable(info.name), info.params)
+            params = ()
+        if len(self._kinds) < MAX_KINDS:
+            self._kinds[info.type_name, info.params] = stype, params
+        return stype, params
 
     def changed(self, name: str) -> None:
         """Sensor ``name`` was removed or modified: drop its object and updater; a modified

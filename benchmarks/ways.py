@@ -1,0 +1,186 @@
+"""(f) Every documented way to a synced model, against a device built on aiokatcp, beside that
+device's own floor and aiokatcp; (g) looking up every sensor once synced.
+
+The ways: ``auto`` (``InspectingClientAsync(auto_sampling=...)``), ``bulk`` (one
+``set_sampling_strategies`` call with every name), ``per-sensor`` (katcp-python style: every
+sensor object, then ``sensor.set_strategy`` for each, gathered) and ``per-name``
+(``set_sampling_strategy(name, ...)`` for each name, gathered). Each is timed from creating the
+client until every sensor is sampled and its value cached, in a fresh process, with the growth
+of the resident set (after ``gc``) and of its peak. The floor is a client that does only what
+the device must do for such a sync: ``?help`` and ``?sensor-list`` together, then one bulk
+``?sensor-sampling`` of every name (or ``floor-chunked``: requests of 500 names, all sent at
+once, as katcp-inspect sends them), counting lines and parsing nothing but the names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import re
+from typing import Any
+
+import wire
+from clients import Aiokatcp
+from measure import Section, peak_rss_bytes, reset_peak_rss, rss_bytes
+
+from katcp_inspect import InspectingClientAsync
+from katcp_inspect.sampling import BULK_SAMPLING_CHUNK
+
+HOST = "127.0.0.1"
+WAIT = 60.0
+STRATEGY = "auto"
+WAYS = ("auto", "bulk", "per-sensor", "per-name")
+READ_SIZE = 1 << 18
+_LISTED = re.compile(rb"^#sensor-list\[2\] (\S+)", re.MULTILINE)
+
+Result = dict[str, Any]
+
+
+class _Memory:
+    """Growth of the resident set over a section (after ``gc``), and of its peak."""
+
+    def __enter__(self) -> _Memory:
+        gc.collect()
+        reset_peak_rss()
+        self._before = rss_bytes()
+        self.growth = self.peak = 0
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.peak = peak_rss_bytes() - self._before
+        gc.collect()
+        self.growth = rss_bytes() - self._before
+
+
+async def _read_until(reader: asyncio.StreamReader, marker: bytes) -> bytes:
+    """Everything up to and including the line that starts with ``marker``."""
+    chunks: list[bytes] = []
+    tail = b""
+    while True:
+        chunk = await reader.read(READ_SIZE)
+        if not chunk:
+            raise ConnectionError("the device closed the connection")
+        chunks.append(chunk)
+        if b"\n" + marker in tail + chunk:
+            return b"".join(chunks)
+        tail = chunk[-len(marker) - 1:]
+
+
+async def floor(port: int, sensors: int, chunk: int | None = None) -> Result:
+    """The device's time for the sync: what no client can beat against it. The names go in
+    one bulk request, or (``chunk``) in requests of that many names, all sent at once."""
+    with _Memory(), Section() as section:
+        reader, writer = await asyncio.open_connection(HOST, port, limit=READ_SIZE)
+        writer.write(b"?help[1]\n?sensor-list[2]\n")
+        listed = await asyncio.wait_for(_read_until(reader, b"!sensor-list[2]"), WAIT)
+        names = _LISTED.findall(listed)
+        step = chunk or len(names)
+        chunks = [names[start:start + step] for start in range(0, len(names), step)]
+        writer.write(b"".join(b"?sensor-sampling[%d] %s %s\n" % (3 + i, b",".join(part),
+                                                                 STRATEGY.encode())
+                              for i, part in enumerate(chunks)))
+        last = b"!sensor-sampling[%d] ok" % (2 + len(chunks))
+        sampled = await asyncio.wait_for(_read_until(reader, last), WAIT)
+    writer.close()
+    statuses = sampled.count(b"#sensor-status ")
+    problem = None
+    if len(names) != sensors or statuses != sensors:
+        problem = f"{len(names)} sensors listed and {statuses} values sent, {sensors} expected"
+    return {"seconds": section.seconds, "problem": problem}
+
+
+async def _sample(ic: InspectingClientAsync, way: str) -> list[Any]:
+    """Sample every sensor of a synced client ``way``; the replies."""
+    names = ic.sensors
+    if way == "bulk":
+        return [await ic.set_sampling_strategies(names, STRATEGY)]
+    if way == "per-sensor":
+        sensors = await asyncio.gather(*(ic.future_get_sensor(name) for name in names))
+        return list(await asyncio.gather(*(sensor.set_strategy(STRATEGY)
+                                            for sensor in sensors if sensor is not None)))
+    return list(await asyncio.gather(*(ic.set_sampling_strategy(name, STRATEGY)
+                                       for name in names)))
+
+
+def _cache_problem(ic: InspectingClientAsync, sensors: int) -> str | None:
+    names = wire.sensor_names(sensors)
+    if sorted(ic.sensors) != names:
+        return f"{len(ic.sensors)} sensors in the model, {sensors} expected"
+    wrong = [name for j, name in enumerate(names)
+             if ic.future_get_sensor(name).result().value() != wire.generation_value(0, j)]
+    return f"{len(wrong)} sensors without their value, e.g. {wrong[0]}" if wrong else None
+
+
+def _lookups(ic: InspectingClientAsync) -> tuple[float, float, float]:
+    """Seconds to look up every sensor object with ``future_get_sensor`` (each future's
+    result taken); the same names in a plain dict (the floor of any lookup); and a plain
+    dict plus one done future each (the floor of a lookup that returns a future)."""
+    names = ic.sensors
+    with Section() as lookups:
+        for name in names:
+            ic.future_get_sensor(name).result()
+    table = dict.fromkeys(names)
+    with Section() as plain:
+        for name in names:
+            table[name]  # noqa: B018 (what is timed)
+    loop = asyncio.get_running_loop()
+    with Section() as futures:
+        for name in names:
+            future = loop.create_future()
+            future.set_result(table[name])
+            future.result()
+    return lookups.seconds, plain.seconds, futures.seconds
+
+
+async def katcp_inspect_way(port: int, sensors: int, way: str) -> Result:
+    """Sync through ``way``, check every value, then time the lookups (g)."""
+    with _Memory() as memory:
+        with Section() as section:
+            ic = InspectingClientAsync(HOST, port,
+                                       auto_sampling=STRATEGY if way == "auto" else None)
+            ic.connect()
+            await ic.until_synced(WAIT)
+            replies = [] if way == "auto" else await _sample(ic, way)
+        # What the way holds, not what its caller kept: the replies are checked and dropped.
+        refused = [reply for reply, _ in replies if not reply.reply_ok()]
+        del replies
+    problem = (f"{len(refused)} refusals, e.g. {refused[0]}" if refused
+               else _cache_problem(ic, sensors))
+    lookup, plain, futures = _lookups(ic)
+    await ic.stop(WAIT)
+    return {"seconds": section.seconds, "rss": memory.growth, "peak_rss": memory.peak,
+            "lookup": lookup, "dict_lookup": plain, "future_lookup": futures,
+            "problem": problem}
+
+
+async def aiokatcp_sync(port: int, sensors: int) -> Result:
+    """aiokatcp's ``Client`` and ``SensorWatcher``, synced; then its lookups, from the
+    watcher's dict of sensors."""
+    with _Memory() as memory, Section() as section:
+        client = Aiokatcp(HOST, port)
+        client.start()
+        await client.until_synced(WAIT)
+    names = wire.sensor_names(sensors)
+    wrong = [name for j, name in enumerate(names)
+             if client.value(name) != wire.generation_value(0, j)]
+    watched = client._watcher().sensors
+    with Section() as lookups:
+        for name in names:
+            watched[name]  # noqa: B018 (what is timed)
+    await client.close(WAIT)
+    return {"seconds": section.seconds, "rss": memory.growth, "peak_rss": memory.peak,
+            "lookup": lookups.seconds,
+            "problem": f"{len(wrong)} sensors without their value" if wrong else None}
+
+
+def measure(kind: str, **kwargs: Any) -> Result:
+    """Entry point for :mod:`scenarios`: ``floor``, ``aiokatcp`` or a way's name."""
+    if kind == "floor":
+        return asyncio.run(floor(**kwargs))
+    if kind == "floor-chunked":
+        return asyncio.run(floor(chunk=BULK_SAMPLING_CHUNK, **kwargs))
+    if kind == "aiokatcp":
+        return asyncio.run(aiokatcp_sync(**kwargs))
+    return asyncio.run(katcp_inspect_way(way=kind, **kwargs))
+
+
