@@ -278,7 +278,8 @@ def metric_ways(plan: Plan, report: Report) -> None:
     sensors = plan.ways_sensors
     with processes.Devices([(sensors, 0)], serve=aiokatcp_device.serve) as device:
         args = {"port": device.ports[0], "sensors": sensors}
-        labels = ("floor", "floor-chunked", *ways.WAYS, "aiokatcp")
+        labels = ("floor", "floor-chunked", *ways.WAYS, "aiokatcp",
+                  *(way + ways.TRACED for way in ways.WAYS if way != "auto"))
         runs = interleaved("(f)", plan, {label: ("way", {"kind": label, **args})
                                          for label in labels}, report)
     for run in runs.per_run:  # the floor of a run: the faster way the device was asked
@@ -299,14 +300,21 @@ def metric_ways(plan: Plan, report: Report) -> None:
             f"(f) full sync, {sensors:,} sensors sampled with their values: {way}", cell,
             "", "", f"÷ floor = {_fmt(vs_floor, times)}", "≤ 1.15x",
             _met(None if vs_floor is None else vs_floor <= 1.15)))
+        traced = way + ways.TRACED
+        if way != "auto":
+            report.rows.append(Row(
+                "(f) … its Python heap once synced (tracemalloc, after gc), and its peak",
+                f"{_fmt(runs.median(traced, 'held'), mib)} (peak "
+                f"{_fmt(runs.median(traced, 'peak'), mib)})"))
         if way.startswith("per-"):
-            for key, what in (("seconds", "time"), ("rss", "memory"), ("peak_rss", "peak")):
-                ratio = runs.median_ratio(key, way, "bulk")
+            for label, key, what in ((way, "seconds", "time"), (traced, "held", "memory"),
+                                     (traced, "peak", "peak memory")):
+                base = "bulk" if label == way else "bulk" + ways.TRACED
+                ratio = runs.median_ratio(key, label, base)
                 report.rows.append(Row(
                     "", "", "", "", f"{what} ÷ bulk = {_fmt(ratio, times)}",
-                    "≤ 1.1x" if key != "peak_rss" else "(reference)",
-                    _met(None if ratio is None else ratio <= 1.1) if key != "peak_rss"
-                    else ""))
+                    "≤ 1.1x" if key != "peak" else "(reference)",
+                    _met(None if ratio is None else ratio <= 1.1) if key != "peak" else ""))
     aio_vs_floor = runs.median_ratio("seconds", "aiokatcp", FLOOR)
     report.rows.append(Row(
         "(f) aiokatcp's SensorWatcher, same sync", "",

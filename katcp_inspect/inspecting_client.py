@@ -142,6 +142,7 @@ class InspectingClientAsync:
         self._updates = SensorUpdates(self._model.sensors, client, lambda: self.sensor_factory,
                                       self, self.stats, self._problems,
                                       self._sync.unknown_sensor)
+        self._sensor_objects = self._updates.objects
         self._waits = SensorWaits(self, self._sampling, self._updates.objects.get,
                                   lambda: self._runs.stopped)
         client.hook_inform_arguments("sensor-status", self._updates.on_sensor_status)
@@ -426,7 +427,7 @@ class InspectingClientAsync:
         Typed as :class:`~katcp_inspect.sensor.Sensor`: a :attr:`sensor_factory` that makes
         objects of another type (katcp-python's ``katcp.Sensor``, say) gets those, and
         its user may ``typing.cast`` them to that type."""
-        sensor = self._updates.objects.get(name)
+        sensor = self._sensor_objects.get(name)
         if sensor is not None or name in self._model.sensors:  # known: no task, no request
             return _now(self._sensor_object, name) if sensor is None else _done(sensor)
         return asyncio.ensure_future(self._get(name, update, self._sensor_object, sensors=True))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import attrs
 
@@ -36,9 +36,9 @@ class RequestInfo:
     timeout_hint: float | None = None
 
 
-@attrs.frozen
-class SensorInfo:
-    """What ``?sensor-list`` said about one sensor, as the device wrote it."""
+class SensorInfo(NamedTuple):
+    """What ``?sensor-list`` said about one sensor, as the device wrote it. A named tuple:
+    thousands are built per sync, compared after each, and held for the model's life."""
 
     name: str
     description: str
@@ -47,12 +47,36 @@ class SensorInfo:
     params: tuple[str, ...] = ()
 
     @classmethod
-    def from_arguments(cls, args: list[bytes]) -> SensorInfo:
+    def from_arguments(cls, args: list[bytes],
+                       shared: dict[bytes, str] | None = None) -> SensorInfo:
+        """The info of one ``#sensor-list`` inform's arguments. Units, types and parameters
+        repeat across thousands of sensors: each is decoded once per ``shared`` cache and
+        the one string shared (interned)."""
         if len(args) < 4:
             raise ValueError(f"#sensor-list needs at least 4 arguments, got {len(args)}")
-        # Units, types and parameters repeat across thousands of sensors: share them.
-        return cls(_text(args[0]), _text(args[1]), sys.intern(_text(args[2])),
-                   sys.intern(_text(args[3])), tuple(sys.intern(_text(a)) for a in args[4:]))
+        if shared is None:
+            shared = {}
+        name = args[0].decode("utf-8", "surrogateescape")
+        return _new_tuple(cls, (
+            name, args[1].decode("utf-8", "surrogateescape"), _shared(shared, args[2]),
+            _shared(shared, args[3]),
+            tuple([_shared(shared, a) for a in args[4:]]) if len(args) > 4 else ()))
+
+
+#: Builds a named tuple without its generated ``__new__`` (a third of the cost).
+_new_tuple = tuple.__new__
+#: Distinct units, types and parameters a listing may share, past which it decodes anew:
+#: a device chooses them, so the cache must not grow without bound.
+MAX_SHARED = 4096
+
+
+def _shared(shared: dict[bytes, str], raw: bytes) -> str:
+    text = shared.get(raw)
+    if text is None:
+        text = sys.intern(raw.decode("utf-8", "surrogateescape"))
+        if len(shared) < MAX_SHARED:
+            shared[raw] = text
+    return text
 
 
 class AttrDict(dict[str, Any]):
@@ -106,9 +130,10 @@ def parse_timeout_hints(informs: Iterable[Message]) -> tuple[dict[str, float], l
 def parse_sensor_list(informs: Iterable[Message]) -> tuple[dict[str, SensorInfo], list[str]]:
     found: dict[str, SensorInfo] = {}
     problems = []
+    shared: dict[bytes, str] = {}
     for inform in informs:
         try:
-            info = SensorInfo.from_arguments(inform.arguments)
+            info = SensorInfo.from_arguments(inform.arguments, shared)
         except ValueError as exc:
             problems.append(f"{exc}: {inform!r}")
             continue

@@ -73,8 +73,10 @@ class StrategyBook:
 
     def set(self, names: str | Iterable[str], strategy: WireStrategy) -> None:
         """Remember ``strategy`` for one name or several names."""
-        for name in [names] if isinstance(names, str) else names:
-            self._by_name[name] = strategy
+        if isinstance(names, str):
+            self._by_name[names] = strategy
+        else:
+            self._by_name.update(dict.fromkeys(names, strategy))
 
     def set_pattern(self, pattern: str, strategy: WireStrategy) -> None:
         """Remember ``strategy`` for every sensor whose name matches ``pattern`` (``re.search``),
@@ -150,11 +152,16 @@ class SamplingReconciler:
         else:
             waiting.append(future)
         self._turn_timeout = max(self._turn_timeout, timeout)
+        if len(self._turn) >= BULK_SAMPLING_CHUNK:
+            # A full request's worth: the device can start on it while the caller goes on.
+            self._end_turn()
         return future
 
     def _end_turn(self) -> None:
         turn, self._turn = self._turn, {}
         timeout, self._turn_timeout = self._turn_timeout, 0.0
+        if not turn:  # already sent, a full request's worth at a time
+            return
 
         def resolve(name: str, strategy: WireStrategy, reply: Reply) -> None:
             for future in turn.pop(name, ()):

@@ -44,7 +44,16 @@ Outcome = Callable[[str, WireStrategy, "Reply"], None]
 
 
 def make_strategy(strategy: str, *params: Any) -> WireStrategy:
+    if not params:
+        made = _PLAIN.get(strategy)
+        if made is not None:
+            return made
     return (encode_argument(strategy), *(encode_argument(p) for p in params))
+
+
+#: The strategies without parameters, made once: per-sensor calls make ten thousand.
+_PLAIN: dict[str, WireStrategy] = {name: (name.encode("ascii"),)
+                                   for name, info in STRATEGIES.items() if not info.params}
 
 
 #: Which parameters of each strategy are times (seconds to the user; KATCP 4 wants ms).

@@ -193,6 +193,16 @@ class SensorUpdates:
         kind = self._kinds.get((info.type_name, info.params))
         stype, params = kind if kind is not None else self._kind(info)
         factory = self._current_factory()
+        if factory is Sensor:  # the default
+            sensor = Sensor.from_model(info.name, stype, info.description, info.units, params,
+                                       self._setter)
+        else:
+            sensor = self._made_by(factory, info, stype, params)
+        self.objects[info.name] = sensor
+        return sensor
+
+    def _made_by(self, factory: Callable[..., Any], info: SensorInfo,
+                 stype: kattypes.SensorType, params: tuple[Any, ...]) -> Any:
         if factory is not self._factory:
             self._factory = factory
             self._factory_takes_setter = _names_strategy_setter(factory)
@@ -201,7 +211,6 @@ class SensorUpdates:
                          units=info.units, params=list(params), **extra)
         if not extra and isinstance(sensor, Sensor):
             sensor.strategy_setter = self._setter  # the factory has katcp-python's signature
-        self.objects[info.name] = sensor
         return sensor
 
     def _kind(self, info: SensorInfo) -> tuple[kattypes.SensorType, tuple[Any, ...]]:
