@@ -279,6 +279,9 @@ class SyncLoop:
         return Phase.SYNCED
 
     async def _synced(self) -> Phase:
+        # A device that answered a whole sync is no accept-and-close device: its next restart
+        # is followed at once, not after the backoff that guards against those.
+        self._client.mark_healthy()
         await self._report(SYNCED)
         await self._sleep_until(lambda: bool(self.work) or self.dirty)
         return Phase.PLANNING

@@ -139,3 +139,26 @@ async def test_timeout_hints_reach_the_model_and_the_client(io_loop: Any) -> Non
         await client.stop()
     finally:
         await device.stop()
+
+
+async def test_a_device_that_synced_is_followed_at_once_after_each_restart(io_loop: Any) -> None:
+    """A whole sync proves a connection healthy: the reconnect backoff starts afresh, so a
+    device that restarts again and again is not met with a growing delay (only devices that
+    drop before a sync are)."""
+    device = SimulatedDevice.with_demo_sensors(rate=None)
+    await device.start("127.0.0.1", 0)
+    client = make_client(device.port)
+    backoff = client.katcp_client.reconnect_backoff
+    backoff.delay_initial = 0.05
+    backoff.success()
+    try:
+        await client.connect()
+        for _ in range(4):
+            await client.until_synced(timeout=10)
+            assert backoff._base_delay == backoff.delay_initial
+            device.drop_clients()
+            await client.until_not_synced(timeout=10)
+        await client.until_synced(timeout=10)
+    finally:
+        await client.stop()
+        await device.stop()
