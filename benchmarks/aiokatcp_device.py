@@ -13,6 +13,7 @@ from multiprocessing.connection import Connection
 
 import aiokatcp
 import wire
+from flood_device import serve_until_told
 
 
 class BenchDevice(aiokatcp.DeviceServer):
@@ -38,17 +39,6 @@ async def _serve(specs: list[tuple[int, int]], control: Connection) -> None:
     devices = [BenchDevice(sensors) for sensors, _ in specs]
     for device in devices:
         await device.start()
-    ports = [device.sockets[0].getsockname()[1] for device in devices]
-    loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-
-    def on_control() -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    loop.add_reader(control.fileno(), on_control)
-    control.send(ports)
-    await stop
-    loop.remove_reader(control.fileno())
+    await serve_until_told([device.sockets[0].getsockname()[1] for device in devices], control)
     for device in devices:
         await device.stop()

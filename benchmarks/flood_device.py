@@ -187,7 +187,11 @@ def serve(specs: list[tuple[int, int]], control: Connection) -> None:
 
 async def _serve(specs: list[tuple[int, int]], control: Connection) -> None:
     devices = [FloodDevice(sensors, updates) for sensors, updates in specs]
-    ports = [await device.listen() for device in devices]
+    await serve_until_told([await device.listen() for device in devices], control)
+
+
+async def serve_until_told(ports: list[int], control: Connection) -> None:
+    """Send ``ports`` on ``control``, then wait until it is closed or receives anything."""
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
 

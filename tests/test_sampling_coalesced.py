@@ -5,8 +5,8 @@ sensor's answer, and every future ends."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import pytest
@@ -55,12 +55,18 @@ def recording(client: InspectingClientAsync) -> Iterator[SentRequests]:
         katcp_client.future_request = original  # type: ignore[method-assign]
 
 
-async def synced(device: SimulatedDevice) -> InspectingClientAsync:
+@asynccontextmanager
+async def synced(device: SimulatedDevice) -> AsyncIterator[InspectingClientAsync]:
+    """The device started and a client synced to it; both stopped on leaving."""
     await device.start("127.0.0.1", 0)
     client = make_client(device.port)
-    await client.connect()
-    await client.until_synced(timeout=10)
-    return client
+    try:
+        await client.connect()
+        await client.until_synced(timeout=10)
+        yield client
+    finally:
+        await client.stop()
+        await device.stop()
 
 
 def own_answer(reply: Reply, name: str, *strategy: bytes) -> bool:
@@ -70,8 +76,7 @@ def own_answer(reply: Reply, name: str, *strategy: bytes) -> bool:
 async def test_one_turn_of_calls_goes_as_bulk_chunks_each_answered_for_itself(
         io_loop: Any) -> None:
     device = SimulatedDevice.with_demo_sensors(1200, rate=None, protocol="5.1")
-    client = await synced(device)
-    try:
+    async with synced(device) as client:
         sensors = [await client.future_get_sensor(name) for name in client.sensors]
         with recording(client) as record:
             replies = await asyncio.gather(*(s.set_strategy("event") for s in sensors))
@@ -88,15 +93,11 @@ async def test_one_turn_of_calls_goes_as_bulk_chunks_each_answered_for_itself(
                                              for n in names[:10]))
         assert record.sent == []
         assert all(own_answer(reply, n, b"event") for reply, n in zip(replies, names))
-    finally:
-        await client.stop()
-        await device.stop()
 
 
 async def test_a_refusal_fails_only_its_own_sensor(io_loop: Any) -> None:
     device = SimulatedDevice.with_demo_sensors(rate=None, protocol="5.1")
-    client = await synced(device)
-    try:
+    async with synced(device) as client:
         good = sorted(client.sensors)[:5]
         replies = await asyncio.gather(
             *(client.set_sampling_strategy(name, "period", 0.5) for name in good),
@@ -105,15 +106,11 @@ async def test_a_refusal_fails_only_its_own_sensor(io_loop: Any) -> None:
         refused = replies[-1][0]
         assert refused.arguments[0] == b"fail"
         assert client.stats.strategy_failures == 1
-    finally:
-        await client.stop()
-        await device.stop()
 
 
 async def test_the_last_call_for_a_sensor_in_a_turn_wins(io_loop: Any) -> None:
     device = SimulatedDevice.with_demo_sensors(rate=None, protocol="5.1")
-    client = await synced(device)
-    try:
+    async with synced(device) as client:
         name = sorted(client.sensors)[0]
         with recording(client) as record:
             first, last = await asyncio.gather(client.set_sampling_strategy(name, "event"),
@@ -122,18 +119,14 @@ async def test_the_last_call_for_a_sensor_in_a_turn_wins(io_loop: Any) -> None:
         assert len(record.sent) == 1
         (conn,) = device.connections
         assert conn.sampling.strategy(name).strategy.value == "auto"
-    finally:
-        await client.stop()
-        await device.stop()
 
 
 @pytest.mark.parametrize("protocol", ["5.0", "4"])
 async def test_without_bulk_sampling_requests_in_flight_are_bounded(io_loop: Any,
                                                                     protocol: str) -> None:
     device = SimulatedDevice.with_demo_sensors(400, rate=None, protocol=protocol)
-    client = await synced(device)
-    device.set_delay("sensor-sampling", 0.002)
-    try:
+    async with synced(device) as client:
+        device.set_delay("sensor-sampling", 0.002)
         names = sorted(client.sensors)
         with recording(client) as record:
             replies = await asyncio.gather(*(client.set_sampling_strategy(n, "event")
@@ -141,36 +134,25 @@ async def test_without_bulk_sampling_requests_in_flight_are_bounded(io_loop: Any
         assert all(own_answer(reply, n, b"event") for reply, n in zip(replies, names))
         assert len(record.sent) == len(names)
         assert record.most_in_flight == MAX_SINGLES_IN_FLIGHT
-    finally:
-        await client.stop()
-        await device.stop()
 
 
 async def test_every_call_ends_when_the_client_stops_with_requests_queued(
         io_loop: Any) -> None:
     device = SimulatedDevice.with_demo_sensors(400, rate=None, protocol="5.0")
-    client = await synced(device)
-    device.set_delay("sensor-sampling", 0.05)
-    try:
+    async with synced(device) as client:
+        device.set_delay("sensor-sampling", 0.05)
         futures = [client.set_sampling_strategy(n, "event") for n in sorted(client.sensors)]
         await asyncio.sleep(0)  # the turn ends: the first requests are sent, the rest queued
         await client.stop()
         replies = await asyncio.wait_for(asyncio.gather(*futures), 10)
         assert {reply[0].arguments[0] for reply in replies} == {b"fail"}
-    finally:
-        await client.stop()
-        await device.stop()
 
 
 async def test_a_known_sensor_comes_back_at_once_and_the_same(io_loop: Any) -> None:
     device = SimulatedDevice.with_demo_sensors(rate=None, protocol="5.1")
-    client = await synced(device)
-    try:
+    async with synced(device) as client:
         name = sorted(client.sensors)[0]
         first = client.future_get_sensor(name)
         assert first.done()
         second = client.future_get_sensor(name)
         assert second.done() and second.result() is first.result()
-    finally:
-        await client.stop()
-        await device.stop()
