@@ -15,7 +15,7 @@ called); the work is done by collaborators, each in its own module:
   :mod:`~katcp_inspect.sensor_wait`: waiting on a sensor condition.
 
 May import all of those, and ``client``, ``message``, ``request``, ``sensor``, ``stats``,
-``text`` and ``waiting``.
+``sync_gate``, ``text`` and ``waiting``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from .sensor import Reading, Sensor
 from .sensor_updates import SensorUpdates
 from .sensor_wait import Condition, SensorWaits
 from .stats import InspectingStats, OnceLogger
+from .sync_gate import SyncGate
 from .sync_loop import SyncLoop
 from .sync_states import (
     DATA_SYNCED,
@@ -95,7 +96,9 @@ class InspectingClientAsync:
 
     ``auto_sampling`` (keyword only) samples every sensor with that strategy after each
     sync, e.g. ``"auto"`` or ``("period", 1.0)``, so the cache holds live values without any
-    user code.
+    user code. ``sync_gate`` (keyword only), a :class:`~katcp_inspect.sync_gate.SyncGate`
+    shared with other clients, bounds how many of them sync at once (a fleet's
+    ``max_syncing``); a client waiting for its turn reports SYNCING.
     """
 
     #: Makes the sensor objects: called with the keywords ``name, sensor_type, description,
@@ -112,7 +115,8 @@ class InspectingClientAsync:
     def __init__(self, host: str, port: int, ioloop: IOLoop | None = None,
                  initial_inspection: bool | None = None, auto_reconnect: bool = True,
                  logger: logging.Logger = ic_logger, *,
-                 auto_sampling: str | tuple[Any, ...] | None = None) -> None:
+                 auto_sampling: str | tuple[Any, ...] | None = None,
+                 sync_gate: SyncGate | None = None) -> None:
         self.ioloop = ioloop
         #: The backoff between failed inspections of the current run (made by connect()).
         self.resync_delay: ExponentialRandomBackoff | None = None
@@ -134,7 +138,8 @@ class InspectingClientAsync:
         self._sync = SyncLoop(
             client, self._model, self._states,
             lambda work: self._inspector.inspect(work, self.sync_timeout),
-            lambda: self._sampling.apply(None, self.sync_timeout), self.stats, self._problems)
+            lambda: self._sampling.apply(None, self.sync_timeout), self.stats, self._problems,
+            sync_gate)
         self.initial_inspection = True if initial_inspection is None else bool(initial_inspection)
         self._runs = Runs(client, self._sync, self._states, logger)
         self._inspector = Inspector(client, self._model, self.stats, self._problems,
