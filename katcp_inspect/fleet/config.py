@@ -133,6 +133,7 @@ class FleetConfig:
         object.__setattr__(self, "rules", check_sampling(self.sampling, ("sampling",)))
         object.__setattr__(self, "options",
                            _frozen(check_client_options(self.client_options, ("client",))))
+        check_backoff(self.options, ("client",))
         for name, device in self.devices.items():
             check_name(name)
             if not isinstance(device, DeviceConfig):

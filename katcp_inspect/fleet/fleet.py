@@ -103,7 +103,14 @@ class Fleet:
 
     @property
     def max_syncing(self) -> int:
+        """Devices that may sync at once."""
         return self._gate.limit
+
+    @property
+    def syncing(self) -> int:
+        """Devices syncing now (listing their model or setting strategies), at most
+        :attr:`max_syncing`; others may wait for their turn."""
+        return self._gate.holders
 
     def __getitem__(self, name: str) -> InspectingClientAsync:
         """The client of device ``name`` (``KeyError`` if there is none)."""

@@ -26,9 +26,10 @@ def parse_strategy(text: str) -> tuple[str, ...]:
         raise ValueError(f"unknown strategy {name!r} (expected one of: "
                          f"{', '.join(STRATEGIES)})")
     if len(params) != info.n_params:
-        takes = ", ".join(info.params) if info.params else "no parameters"
-        raise ValueError(f"strategy {name} takes {info.n_params} parameter"
-                         f"{'' if info.n_params == 1 else 's'} ({takes}), not {len(params)}")
+        takes = "no parameters" if not info.params else (
+            f"{info.n_params} parameter{'' if info.n_params == 1 else 's'} "
+            f"({', '.join(info.params)})")
+        raise ValueError(f"strategy {name} takes {takes}, not {len(params)}")
     for param in params:
         try:
             number = float(param)
