@@ -96,9 +96,7 @@ class InspectingClientAsync:
 
     ``auto_sampling`` (keyword only) samples every sensor with that strategy after each
     sync, e.g. ``"auto"`` or ``("period", 1.0)``, so the cache holds live values without any
-    user code. ``sync_gate`` (keyword only), a :class:`~katcp_inspect.sync_gate.SyncGate`
-    shared with other clients, bounds how many of them sync at once (a fleet's
-    ``max_syncing``); a client waiting for its turn reports SYNCING.
+    user code. ``sync_gate``: a :class:`~.sync_gate.SyncGate`, shared to take turns to sync.
     """
 
     #: Makes the sensor objects: called with the keywords ``name, sensor_type, description,

@@ -177,6 +177,21 @@ def _watch_options(watch: argparse.ArgumentParser) -> None:
                        help="one text line per reading, even on a terminal (for logs)")
 
 
+def _fleet_options(fleet: argparse.ArgumentParser) -> None:
+    fleet.add_argument("config", metavar="CONFIG", help="the fleet configuration (TOML)")
+    fleet.add_argument("--sensor", metavar="REGEX",
+                       help="also show the readings of the sensors matching REGEX")
+    fleet.add_argument("--json", action="store_true",
+                       help="print one JSON snapshot once every device is synced, and exit")
+    fleet.add_argument("--timeout", type=positive_float, default=10.0, metavar="S",
+                       help="with --json: seconds to wait for every device to sync "
+                            "(default: %(default)g)")
+    fleet.add_argument("--seconds", type=positive_float, default=None, metavar="S",
+                       help="stop after S seconds (default: run until Ctrl-C)")
+    fleet.add_argument("--lines", action="store_true",
+                       help="text lines (states, readings), even on a terminal")
+
+
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EXAMPLES,
@@ -222,20 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     request.add_argument("--json", action="store_true",
                          help="one JSON object per line: each inform, then the reply")
 
-    fleet = add("fleet")
-    fleet.add_argument("config", metavar="CONFIG", help="the fleet configuration (TOML)")
-    fleet.add_argument("--sensor", metavar="REGEX",
-                       help="also show the readings of the sensors matching REGEX")
-    fleet.add_argument("--json", action="store_true",
-                       help="print one JSON snapshot once every device is synced, and exit")
-    fleet.add_argument("--timeout", type=positive_float, default=10.0, metavar="S",
-                       help="with --json: seconds to wait for every device to sync "
-                            "(default: %(default)g)")
-    fleet.add_argument("--seconds", type=positive_float, default=None, metavar="S",
-                       help="stop after S seconds (default: run until Ctrl-C)")
-    fleet.add_argument("--lines", action="store_true",
-                       help="text lines (states, readings), even on a terminal")
-
+    _fleet_options(add("fleet"))
     add("sim", parents=[parent_parser()], add_help=False)  # the simulator runner's options
     return parser
 
