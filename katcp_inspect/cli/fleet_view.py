@@ -80,7 +80,8 @@ def devices_table(states: list[DeviceState], max_rows: int | None) -> Table:
                          justify="right" if column in ("Sensors", "Updates/s") else "left")
     states = sorted(states, key=lambda s: (s.state == "synced", s.name))
     for state in states[:max_rows]:
-        table.add_row(Text(escape_text(state.name), style="bold"), Text(state.address),
+        table.add_row(Text(escape_text(state.name), style="bold"),
+                      Text(escape_text(state.address)),
                       Text(state.state, style=STATE_STYLES.get(state.state, "")),
                       Text(state.protocol or "-"), Text(str(state.sensors)),
                       Text(f"{state.updates_per_second:g}"), Text(state.last_error or ""))
@@ -132,7 +133,8 @@ def state_line(state: DeviceState) -> str:
     extra = f" ({state.protocol})" if state.protocol and state.state != "stopped" else ""
     error = f": {state.last_error}" if state.state == "disconnected" and state.last_error \
         else ""
-    return f"# {escape_text(state.name)} {state.address} {state.state}{extra}{error}"
+    return (f"# {escape_text(state.name)} {escape_text(state.address)} {state.state}{extra}"
+            f"{error}")
 
 
 def reading_line(device: str, sensor: Any, reading: Reading) -> str:
