@@ -15,7 +15,7 @@ called); the work is done by collaborators, each in its own module:
   :mod:`~katcp_inspect.sensor_wait`: waiting on a sensor condition.
 
 May import all of those, and ``client``, ``message``, ``request``, ``sensor``, ``stats``,
-``text`` and ``waiting``.
+``sync_gate``, ``text`` and ``waiting``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from .sensor import Reading, Sensor
 from .sensor_updates import SensorUpdates
 from .sensor_wait import Condition, SensorWaits
 from .stats import InspectingStats, OnceLogger
+from .sync_gate import SyncGate
 from .sync_loop import SyncLoop
 from .sync_states import (
     DATA_SYNCED,
@@ -95,7 +96,7 @@ class InspectingClientAsync:
 
     ``auto_sampling`` (keyword only) samples every sensor with that strategy after each
     sync, e.g. ``"auto"`` or ``("period", 1.0)``, so the cache holds live values without any
-    user code.
+    user code. ``sync_gate``: a :class:`~.sync_gate.SyncGate`, shared to take turns to sync.
     """
 
     #: Makes the sensor objects: called with the keywords ``name, sensor_type, description,
@@ -112,7 +113,8 @@ class InspectingClientAsync:
     def __init__(self, host: str, port: int, ioloop: IOLoop | None = None,
                  initial_inspection: bool | None = None, auto_reconnect: bool = True,
                  logger: logging.Logger = ic_logger, *,
-                 auto_sampling: str | tuple[Any, ...] | None = None) -> None:
+                 auto_sampling: str | tuple[Any, ...] | None = None,
+                 sync_gate: SyncGate | None = None) -> None:
         self.ioloop = ioloop
         #: The backoff between failed inspections of the current run (made by connect()).
         self.resync_delay: ExponentialRandomBackoff | None = None
@@ -134,7 +136,8 @@ class InspectingClientAsync:
         self._sync = SyncLoop(
             client, self._model, self._states,
             lambda work: self._inspector.inspect(work, self.sync_timeout),
-            lambda: self._sampling.apply(None, self.sync_timeout), self.stats, self._problems)
+            lambda: self._sampling.apply(None, self.sync_timeout), self.stats, self._problems,
+            sync_gate)
         self.initial_inspection = True if initial_inspection is None else bool(initial_inspection)
         self._runs = Runs(client, self._sync, self._states, logger)
         self._inspector = Inspector(client, self._model, self.stats, self._problems,
@@ -383,40 +386,17 @@ class InspectingClientAsync:
 
     # ------------------------------------------------------------------ lookups
 
-    async def _lookup(self, name: str, update: bool | None, sensors: bool) -> bool:
-        registry = self._model.sensors if sensors else self._model.requests
-        if name in registry:
-            return True
-        if update is None:
-            update = self._update_on_lookup
-        if not self._states.state.data_synced and not self._runs.stopped:
-            # The first sync lists everything; a name may well be in it (and code written for
-            # katcp-python looks names up before the client has synced). Bounded: no lookup
-            # waits forever.
-            try:
-                await self.until_data_synced(self.sync_timeout)
-            except ClientClosedError:
-                return name in registry
-            if name in registry:
-                return True
-        if not update or not self.katcp_client.is_connected:
-            return False
-        work = Work(sensors={name}) if sensors else Work(requests={name})
-        await self._inspector.inspect(work, self.sync_timeout)
-        self._sync.poke()  # the loop reports what the lookup changed (B14)
-        return name in registry
-
     def future_check_sensor(self, name: str, update: bool | None = None
                             ) -> asyncio.Future[bool]:
         """Resolves to whether the device has sensor ``name``. A name not in the model is
         asked about (unless ``update`` is false), after the first sync if that is still
         under way."""
-        return asyncio.ensure_future(self._lookup(name, update, sensors=True))
+        return asyncio.ensure_future(_look_up(self, name, update, sensors=True))
 
     def future_check_request(self, name: str, update: bool | None = None
                              ) -> asyncio.Future[bool]:
         """The same as :meth:`future_check_sensor`, for requests."""
-        return asyncio.ensure_future(self._lookup(name, update, sensors=False))
+        return asyncio.ensure_future(_look_up(self, name, update, sensors=False))
 
     def future_get_sensor(self, name: str, update: bool | None = None
                           ) -> asyncio.Future[Sensor | None]:
@@ -444,7 +424,7 @@ class InspectingClientAsync:
 
     async def _get(self, name: str, update: bool | None, make: Callable[[str], T],
                    sensors: bool) -> T | None:
-        if not await self._lookup(name, update, sensors):
+        if not await _look_up(self, name, update, sensors):
             return None
         return make(name)
 
@@ -526,6 +506,33 @@ class InspectingClientAsync:
         Resolves, once the device has answered for every sensor, to the first refusal, or
         an ``ok`` reply."""
         return self._sampling.want(names, make_strategy(strategy, *params), self.sync_timeout)
+
+
+async def _look_up(client: InspectingClientAsync, name: str, update: bool | None,
+                   sensors: bool) -> bool:
+    """Whether ``client``'s device has the sensor (or request) ``name``: in the model, after
+    the first sync if that is under way, or (``update``) once asked about."""
+    registry = client._model.sensors if sensors else client._model.requests
+    if name in registry:
+        return True
+    if update is None:
+        update = client._update_on_lookup
+    if not client._states.state.data_synced and not client._runs.stopped:
+        # The first sync lists everything; a name may well be in it (and code written for
+        # katcp-python looks names up before the client has synced). Bounded: no lookup
+        # waits forever.
+        try:
+            await client.until_data_synced(client.sync_timeout)
+        except ClientClosedError:
+            return name in registry
+        if name in registry:
+            return True
+    if not update or not client.katcp_client.is_connected:
+        return False
+    work = Work(sensors={name}) if sensors else Work(requests={name})
+    await client._inspector.inspect(work, client.sync_timeout)
+    client._sync.poke()  # the loop reports what the lookup changed (B14)
+    return name in registry
 
 
 __all__ = [

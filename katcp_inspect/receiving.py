@@ -41,6 +41,7 @@ class Receiver:
         link = self.link
         if link is None:
             return
+        self._stats.messages += len(items)
         fast = self._informs.fast
         by_name = self._requests.by_name
         for item in items:

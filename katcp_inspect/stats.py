@@ -111,6 +111,9 @@ class ClientStats:
     unexpected_requests: int = 0
     #: Inform hooks or callbacks that raised (logged; the others still ran).
     callback_errors: int = 0
+    #: Messages received (replies, informs, malformed lines), counted a chunk at a time so
+    #: that the count costs the hot path nothing: at steady state, the sensor updates.
+    messages: int = 0
     #: Requests sent.
     requests: int = 0
     #: Requests that timed out.

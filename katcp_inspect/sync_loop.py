@@ -35,11 +35,17 @@ SYNCED      SYNCED                           (nothing)        waits for work, an
                                                               stop: PLANNING
 =========== ================================ ================ =================================
 
+With a :class:`~katcp_inspect.sync_gate.SyncGate` (shared by the clients of a fleet), a round
+with work or on a new connection enters the gate in INSPECTING, after reporting SYNCING, and
+leaves it once past SAMPLING (or on any way out of those phases): at most the gate's limit of
+clients inspect, report and sample at once. Waiting at the gate ends, back to PLANNING, when
+the connection changes or the run ends.
+
 A failure that is not the device's (a bug, ours or in user code the loop calls) ends the
 phase: it is logged with its traceback and the loop goes to BACKING_OFF. SYNCED is reported
 only with nothing known to be left to do, so the client never reports synced with a model
-known to be stale. May import ``backoff``, ``inspection``, ``model``, ``stats``, ``sync_states``,
-``text``, ``waiting`` and (for its types) ``client``.
+known to be stale. May import ``backoff``, ``inspection``, ``model``, ``stats``, ``sync_gate``,
+``sync_states``, ``text``, ``waiting`` and (for its types) ``client``.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from .inspection import EXPECTED_FAILURES, InconsistentAnswer, Work
 from .message import Message
 from .model import AttrDict, DeviceModel
 from .stats import InspectingStats, OnceLogger
+from .sync_gate import SyncGate
 from .sync_states import (
     DATA_SYNCED,
     DATA_SYNCED_CHANGED,
@@ -84,13 +91,17 @@ class Phase(enum.Enum):
     SYNCED = "synced"
 
 
+#: The phases a round holds its place in the sync gate through, once it has entered it.
+_GATED = frozenset({Phase.INSPECTING, Phase.REPORTING, Phase.SAMPLING})
+
+
 class SyncLoop:
     """What the model needs from the device, and the loop that gets it and reports states."""
 
     def __init__(self, client: DeviceClient, model: DeviceModel, states: StateReports,
                  inspect: Callable[[Work], Awaitable[None]],
                  sample: Callable[[], Awaitable[Any]], stats: InspectingStats,
-                 problems: OnceLogger) -> None:
+                 problems: OnceLogger, gate: SyncGate | None = None) -> None:
         #: Bumped by every connect() and stop(): a loop whose run is no longer it stands down.
         self.current_run = 0
         #: Bumped by every connection and disconnection.
@@ -123,6 +134,9 @@ class SyncLoop:
         self._round_epoch = 0
         self._new_connection = False
         self._taken = Work()
+        self._gate = gate
+        #: Whether this loop holds a place in the gate.
+        self._holding = False
 
     # ------------------------------------------------------------------ recording what to do
 
@@ -198,17 +212,49 @@ class SyncLoop:
                   Phase.BACKING_OFF: self._backing_off, Phase.REPORTING: self._reporting,
                   Phase.SAMPLING: self._sampling, Phase.SYNCED: self._synced}
         phase = Phase.PLANNING
-        while run == self.current_run and self._client.running:
-            try:
-                phase = await phases[phase]()
-            except Exception:
-                # A bug (ours, or in user code we call) must not end the loop; a round on a
-                # new connection that it cut short starts over.
-                self._logger.exception("%s: the state loop failed; retrying in %.2f s",
-                                       self._client.address, self._failed())
-                if self._new_connection:
-                    self._inspected_epoch = -1
-                phase = Phase.BACKING_OFF
+        try:
+            while run == self.current_run and self._client.running:
+                try:
+                    phase = await phases[phase]()
+                except Exception:
+                    # A bug (ours, or in user code we call) must not end the loop; a round on
+                    # a new connection that it cut short starts over.
+                    self._logger.exception("%s: the state loop failed; retrying in %.2f s",
+                                           self._client.address, self._failed())
+                    if self._new_connection:
+                        self._inspected_epoch = -1
+                    phase = Phase.BACKING_OFF
+                if phase not in _GATED:
+                    self._leave_gate()
+        finally:
+            self._leave_gate()
+
+    async def _gate_entered(self) -> bool:
+        """Wait for a place in the gate (at once without one); False if the connection
+        changed or the run ended first."""
+        if self._gate is None:
+            return True
+        run, epoch = self.current_run, self.epoch
+        entry = self._gate.enter()
+        try:
+            while (not entry.done() and run == self.current_run and self._client.running
+                   and epoch == self.epoch):
+                self.wake.clear()
+                woken = self.wake.wait()
+                try:
+                    await asyncio.wait({entry, woken}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
+        finally:
+            if not entry.done():
+                entry.cancel()
+        self._holding = not entry.cancelled()
+        return self._holding and run == self.current_run and epoch == self.epoch
+
+    def _leave_gate(self) -> None:
+        if self._holding and self._gate is not None:
+            self._holding = False
+            self._gate.leave()
 
     def _failed(self) -> float:
         """Count a failed round and take the next backoff delay."""
@@ -240,6 +286,9 @@ class SyncLoop:
         work = self._taken
         if work or self._new_connection:
             await self._report(SYNCING)
+            if not await self._gate_entered():
+                self.work.merge(work)  # superseded by the new connection's inspection
+                return Phase.PLANNING
         if not work:
             return Phase.REPORTING
         try:

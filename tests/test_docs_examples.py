@@ -66,3 +66,14 @@ def test_the_tutorial_shows_whole_programs() -> None:
     for path, options in includes:
         assert options == ":language: python\n", path
         assert f"<{path}>`" in text, path
+
+
+async def test_fleet_basics(io_loop: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    await load("fleet_basics").main()
+    out = capsys.readouterr().out
+    assert "3 of 3 devices synced" in out
+    assert "m002: KATCP 4.0, 40 sensors" in out
+    assert "m001: cpu.temperature = 51.5 (warn)" in out
+    assert "m001 reached 51.5" in out
+    assert {line.split(":")[0] for line in out.splitlines() if "cpu.temperature =" in line} \
+        == {"m000", "m001", "m002"}

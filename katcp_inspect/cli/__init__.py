@@ -1,4 +1,5 @@
-"""The ``katcp-inspect`` command: ``demo``, ``inspect``, ``watch``, ``request`` and ``sim``.
+"""The ``katcp-inspect`` command: ``demo``, ``inspect``, ``watch``, ``request``, ``fleet`` and
+``sim``.
 
 ``main()`` parses the arguments and runs one subcommand (each in ``cmd_<name>.py``). Tables and
 live views use rich, which only the subcommands import: the library itself never does.
@@ -42,6 +43,7 @@ examples:
   katcp-inspect inspect 127.0.0.1:7147 --json     ... or as JSON, for scripts
   katcp-inspect watch 127.0.0.1:7147 '^cpu\\.'     live readings of the cpu.* sensors
   katcp-inspect request 127.0.0.1:7147 help       send ?help, print informs and reply
+  katcp-inspect fleet fleet.toml                  many devices, live, from a configuration
 
 exit codes: 0 success; 1 a request answered fail; 2 usage errors, invalid replies,
 unreachable devices, timeouts, lost connections and strategies refused for every watched
@@ -108,17 +110,41 @@ examples:
 
 exit codes: 0 ok; 1 fail; 2 invalid, or the device could not be reached, the connection
 was lost or no reply came within the timeout."""),
+    "fleet": (
+        "many devices at once, live, from a fleet configuration file",
+        """\
+Connects to every device of the TOML configuration CONFIG (format: docs/fleet.md) and shows
+a live table of the devices: state, KATCP version, sensors, updates/s and the last
+connection error. With --sensor REGEX, a second table shows the latest readings of the
+matching sensors of every device (those the configuration samples). Runs until Ctrl-C, or
+for --seconds. When the output is not a terminal (or with --lines), prints
+'# <device> <address> <state>' per change of a device's state and
+'<UTC time> <device> <sensor> <status> <value>' per reading instead. --json prints one
+snapshot once every device is synced (or at --timeout) and exits.
+
+examples:
+  katcp-inspect sim --devices 20 --port 0 --write-config fleet.toml &
+  katcp-inspect fleet fleet.toml
+  katcp-inspect fleet fleet.toml --sensor '^cpu\\.temperature$'
+  katcp-inspect fleet fleet.toml --json | jq '.counts'
+
+exit codes: 0 stopped by Ctrl-C or after --seconds, or (--json) every device synced; 2 a bad
+configuration, or (--json) devices not synced within --timeout."""),
     "sim": (
-        "run a simulated KATCP device until Ctrl-C or ?halt",
+        "run simulated KATCP devices until Ctrl-C or ?halt",
         """\
 The same device as 'python -m katcp_inspect.testing': demo sensors of all eight types,
-the standard requests, any number of clients.
+the standard requests, any number of clients. --devices N runs N of them, on consecutive
+ports from --port (free ports with --port 0), speaking the --protocols in turn, and
+--write-config FILE writes a fleet configuration of them for 'katcp-inspect fleet FILE'.
 
 examples:
   katcp-inspect sim --port 7147
   katcp-inspect sim --port 0 --sensors 2000 --rate 10 --protocol 5.0
+  katcp-inspect sim --devices 50 --port 7200 --protocols 5.1,5.0,4 --write-config f.toml
 
-exit codes: 0 stopped by Ctrl-C, SIGTERM or ?halt; 2 cannot listen on the address."""),
+exit codes: 0 stopped by Ctrl-C, SIGTERM or ?halt (every device, with --devices); 2 cannot
+listen on an address, or write the configuration."""),
 }
 
 def _verbose_parent(default: object) -> argparse.ArgumentParser:
@@ -149,6 +175,21 @@ def _watch_options(watch: argparse.ArgumentParser) -> None:
                        help="one JSON object per line (readings, states), even on a terminal")
     watch.add_argument("--lines", action="store_true",
                        help="one text line per reading, even on a terminal (for logs)")
+
+
+def _fleet_options(fleet: argparse.ArgumentParser) -> None:
+    fleet.add_argument("config", metavar="CONFIG", help="the fleet configuration (TOML)")
+    fleet.add_argument("--sensor", metavar="REGEX",
+                       help="also show the readings of the sensors matching REGEX")
+    fleet.add_argument("--json", action="store_true",
+                       help="print one JSON snapshot once every device is synced, and exit")
+    fleet.add_argument("--timeout", type=positive_float, default=10.0, metavar="S",
+                       help="with --json: seconds to wait for every device to sync "
+                            "(default: %(default)g)")
+    fleet.add_argument("--seconds", type=positive_float, default=None, metavar="S",
+                       help="stop after S seconds (default: run until Ctrl-C)")
+    fleet.add_argument("--lines", action="store_true",
+                       help="text lines (states, readings), even on a terminal")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     request.add_argument("--json", action="store_true",
                          help="one JSON object per line: each inform, then the reply")
 
+    _fleet_options(add("fleet"))
     add("sim", parents=[parent_parser()], add_help=False)  # the simulator runner's options
     return parser
 

@@ -15,6 +15,8 @@ from ..kattypes import Address
 from .device import SimulatedDevice
 
 DEFAULT_PORT = 7147
+#: The KATCP versions the simulated device speaks.
+PROTOCOLS = ("5.1", "5.0", "4")
 
 
 async def serve_simulator(host: str = "127.0.0.1", port: int = DEFAULT_PORT, sensors: int = 40,
@@ -79,12 +81,44 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=rate, default=1.0,
                         help="updates per second of the changing sensors, 0 for none "
                              "(default: %(default)s)")
-    parser.add_argument("--protocol", choices=["5.1", "5.0", "4"], default="5.1",
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="5.1",
                         help="KATCP version to speak (default: %(default)s)")
+    parser.add_argument("--devices", type=count, default=1, metavar="N",
+                        help="run N devices, on consecutive ports from --port (or on free "
+                             "ports with --port 0) (default: %(default)s)")
+    parser.add_argument("--protocols", type=protocol_list, default=None, metavar="LIST",
+                        help="KATCP versions of the devices, in turn, e.g. 5.1,5.0,4 "
+                             "(default: --protocol for all)")
+    parser.add_argument("--write-config", default=None, metavar="FILE",
+                        help="write a fleet configuration of the devices to FILE, for "
+                             "'katcp-inspect fleet FILE'")
     return parser
 
 
+def protocol_list(text: str) -> list[str]:
+    """``"5.1,5.0,4"`` → the versions, each one the device speaks (an argparse type)."""
+    versions = [part.strip() for part in text.split(",") if part.strip()]
+    for version in versions:
+        if version not in PROTOCOLS:
+            raise argparse.ArgumentTypeError(
+                f"unknown KATCP version {version!r} (use {', '.join(PROTOCOLS)})")
+    if not versions:
+        raise argparse.ArgumentTypeError("no KATCP version given")
+    return versions
+
+
+def run_from_arguments(args: argparse.Namespace) -> None:
+    """Run what the parser's ``args`` ask for: one device, or several (``--devices``,
+    ``--protocols``, ``--write-config``); blocks until interrupted."""
+    if args.devices == 1 and args.protocols is None and args.write_config is None:
+        run_simulator(args.host, args.port, args.sensors, args.rate, args.protocol)
+        return
+    from .fleet_runner import run_simulators
+
+    run_simulators(args.host, args.port, args.devices, args.sensors, args.rate,
+                   args.protocols or [args.protocol], args.write_config)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser("python -m katcp_inspect.testing").parse_args(argv)
-    run_simulator(args.host, args.port, args.sensors, args.rate, args.protocol)
+    run_from_arguments(build_parser("python -m katcp_inspect.testing").parse_args(argv))
     return 0

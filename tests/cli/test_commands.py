@@ -20,7 +20,7 @@ from katcp_inspect import __version__
 
 from .helpers import CLI, ENV
 
-COMMANDS = ("demo", "inspect", "watch", "request", "sim")
+COMMANDS = ("demo", "inspect", "watch", "request", "fleet", "sim")
 
 
 def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,106 @@
+"""``katcp-inspect fleet CONFIG``: every device of a fleet configuration, live: a table of the
+devices (state, protocol, sensors, updates/s, last error) and, with ``--sensor PATTERN``, the
+matching sensors' readings across devices.
+
+On a terminal the tables are redrawn in place; written to a file or a pipe, the command
+prints a line per change of a device's state and per reading instead; ``--json`` prints one
+snapshot once every device is synced (or at ``--timeout``) and exits."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+
+from rich.console import RenderableType
+from rich.live import Live
+
+from ..fleet import ConfigError, Fleet
+from .common import (
+    EXIT_OK,
+    CliError,
+    compile_patterns,
+    stop_on_signals,
+    wait_stop,
+)
+from .fleet_view import Readings, reading_line, render, snapshot, state_line
+from .formatting import json_document, sanitize_line
+from .live import REFRESH_RATE
+from .output import STDOUT
+from .render import make_console
+
+
+def _load(path: str) -> Fleet:
+    try:
+        return Fleet.from_file(path)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+async def _snapshot(fleet: Fleet, readings: Readings | None, timeout: float) -> int:
+    """Wait for every device to sync (at most ``timeout`` s); print the snapshot."""
+    async with fleet:
+        try:
+            await fleet.until_synced(timeout)
+            synced = True
+        except TimeoutError:
+            synced = False
+        STDOUT.line(json_document(snapshot(fleet, readings)))
+        missing = len(fleet) - fleet.summary()["counts"]["synced"]
+    if not synced:
+        raise CliError(f"{missing} of {len(fleet)} devices not synced within {timeout:g} s")
+    return EXIT_OK
+
+
+async def _lines(fleet: Fleet, readings: Readings | None, stop: asyncio.Event,
+                 seconds: float | None) -> None:
+    """A line per change of a device's state and per reading, until ``stop`` or ``seconds``."""
+    fleet.add_state_listener(lambda name, state: STDOUT.line(state_line(state)))
+    if readings is not None:
+        readings.echo = lambda device, sensor, reading: STDOUT.line(
+            reading_line(device, sensor, reading))
+    async with fleet:
+        await wait_stop(stop, seconds)
+        if readings is not None:
+            readings.echo = None
+
+
+async def _live(fleet: Fleet, label: str, readings: Readings | None, stop: asyncio.Event,
+                seconds: float | None) -> None:
+    console = make_console()
+    loop = asyncio.get_running_loop()
+    deadline = None if seconds is None else loop.time() + seconds
+
+    def draw() -> RenderableType:
+        return render(label, fleet, readings, console.height)
+
+    async with fleet:
+        with Live(draw(), console=console, auto_refresh=False,
+                  vertical_overflow="ellipsis") as live:
+            while not stop.is_set():
+                wait = 1 / REFRESH_RATE
+                if deadline is not None:
+                    wait = min(wait, deadline - loop.time())
+                    if wait <= 0:
+                        break
+                await wait_stop(stop, wait)
+                live.update(draw(), refresh=True)
+
+
+async def run(args: argparse.Namespace) -> int:
+    fleet = _load(args.config)
+    pattern: re.Pattern[str] | None = compile_patterns([args.sensor] if args.sensor else [])
+    readings = Readings(pattern) if pattern is not None else None
+    if readings is not None and pattern is not None:
+        fleet.attach(readings, sensor=pattern.pattern)
+    if args.json:
+        return await _snapshot(fleet, readings, args.timeout)
+    stop = asyncio.Event()
+    STDOUT.on_closed = stop.set
+    live = make_console().is_terminal and not args.lines
+    with stop_on_signals(stop):
+        if live:
+            await _live(fleet, sanitize_line(args.config), readings, stop, args.seconds)
+        else:
+            await _lines(fleet, readings, stop, args.seconds)
+    return EXIT_OK
