@@ -85,6 +85,9 @@ class Follower:
         self._initial = initial
         self._problems = OnceLogger(logger)
         self._backoff = ExponentialRandomBackoff(0.05, 5.0)
+        #: Devices followed when the connection was lost, not seen again since.
+        self._lost: set[str] = set()
+        self._followed: set[str] = set()
 
     async def run(self) -> AsyncIterator[Update | Gap]:
         reason = "start"
@@ -99,6 +102,7 @@ class Follower:
                 await asyncio.sleep(self._backoff.delay)
                 self._backoff.failed()
                 reason = "reconnect"
+                self._lost |= self._followed
 
     async def _session(self, reason: str) -> AsyncIterator[Update | Gap]:
         cursors: dict[bytes, _Cursor] = {}
@@ -129,12 +133,15 @@ class Follower:
         names = [n for n in await self._view.devices() if self._device.search(n)]
         keys = {self._view.keys.device(n, "stream").encode(): n for n in names}
         for key in [k for k in cursors if k not in keys]:
-            del cursors[key]
+            self._followed.discard(cursors.pop(key).name)
         for key, name in keys.items():
             if key not in cursors:
                 cursors[key] = cursor = _Cursor(name)
-                gap = await self._resync(cursor, reason)
-                if reason != "start" or self._initial:
+                self._followed.add(name)
+                why = "reconnect" if name in self._lost else reason
+                self._lost.discard(name)
+                gap = await self._resync(cursor, why)
+                if why != "start" or self._initial:
                     yield gap
 
     async def _entries(self, cursor: _Cursor,
