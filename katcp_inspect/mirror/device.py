@@ -298,61 +298,59 @@ class DeviceMirror:
 
     def _flush(self) -> Op:
         generation = self.generation
+        encode, name_of = self._encode, self._raw
         records = []
         for sensor, reading in self._stream:
-            encoded = self._encode(sensor, reading, generation)
+            encoded = encode(sensor, reading, generation)
             if encoded is not None:
-                records.append((self._raw(sensor.name), encoded))
-        latest = dict(records)
+                records.append((name_of(sensor.name), encoded))
+        latest = []
         for name, (sensor, reading) in self._overflow.items():
-            encoded = self._encode(sensor, reading, generation)
+            encoded = encode(sensor, reading, generation)
             if encoded is not None:
-                latest[self._raw(name)] = encoded
-        args: list[Any] = [self.token, generation, self._maxlen, self._dropped, len(records),
-                           pack_records(records)]
-        for pair in latest.items():
-            args += pair
+                latest.append((name_of(name), encoded))
         self.stats.readings += len(records)
         self.stats.dropped += self._dropped
         keys = [self._keys[0], self._keys[1], self._keys[4], self._keys[5]]
-        return Op("flush", keys, args, "flush", generation)
+        return Op("flush", keys, [self.token, generation, self._maxlen, self._dropped,
+                                  len(records), pack_records(records), pack_records(latest)],
+                  "flush", generation)
 
     def _commit(self) -> Op:
         """The whole model and every latest reading, as the client has them now."""
         generation = self.generation + 1
         names = self.client.sensors
-        status = [*self._status_fields(), "sensors", len(names)]
-        sensors: list[Any] = []
-        readings: list[Any] = []
+        sensors = []
+        readings = []
         for name in names:
             sensor = self._observe(name)
             if sensor is None:
                 continue
-            sensors += (self._raw(name), encode_sensor(
-                sensor.sensor_type, sensor.units, sensor.description, sensor.params))
+            raw_name = self._raw(name)
+            sensors.append((raw_name, encode_sensor(
+                sensor.sensor_type, sensor.units, sensor.description, sensor.params)))
             encoded = self._encode(sensor, sensor.read(), generation)
             if encoded is not None:
-                readings += (self._raw(name), encoded)
+                readings.append((raw_name, encoded))
         present = set(names)
         for gone in [n for n in self._observed if n not in present]:
             self._observed.pop(gone).detach(self)
-        requests = self._requests()
         args = [self.token, generation, self._maxlen, self._raw_name, self._owner,
-                len(status) // 2, len(sensors) // 2, len(requests) // 2,
-                *status, *sensors, *requests, *readings]
+                pack_records(sensors), pack_records(self._requests()), pack_records(readings),
+                *self._status_fields(), "sensors", len(names)]
         return Op("commit", [*self._keys, self._devices_key], args, "commit", generation)
 
-    def _requests(self) -> list[Any]:
-        pairs: list[Any] = []
+    def _requests(self) -> list[tuple[bytes, bytes]]:
+        records = []
         for name in self.client.requests:
             future = self.client.future_get_request(name)
             if future.done() and future.exception() is None:
                 request = future.result()
-                pairs += (self._raw(name), encode_request(
-                    getattr(request, "description", ""), getattr(request, "timeout_hint", None)))
+                records.append((self._raw(name), encode_request(
+                    getattr(request, "description", ""), getattr(request, "timeout_hint", None))))
             else:
                 future.cancel()
-        return pairs
+        return records
 
     def _observe(self, name: str) -> Any | None:
         """The client's object of sensor ``name``, observed by this mirror (None if the

@@ -40,21 +40,42 @@ local function put(key, first, count)
 end
 """.replace("CHUNK", str(CHUNK))
 
+#: Records (see :func:`~katcp_inspect.mirror.schema.pack_records`) into a hash, in order (a
+#: later record of a field wins): parsed here, so that the writer sends one argument for a
+#: whole batch rather than two per reading.
+_PUT_RECORDS = """
+local function put_records(key, blob)
+  local pos, size, args = 1, #blob, {}
+  while pos <= size do
+    local name_len, value_len
+    name_len, value_len, pos = struct.unpack('<I4I4', blob, pos)
+    args[#args + 1] = string.sub(blob, pos, pos + name_len - 1)
+    args[#args + 1] = string.sub(blob, pos + name_len, pos + name_len + value_len - 1)
+    pos = pos + name_len + value_len
+    if #args >= CHUNK then
+      redis.call('HSET', key, unpack(args))
+      args = {}
+    end
+  end
+  if #args > 0 then redis.call('HSET', key, unpack(args)) end
+end
+""".replace("CHUNK", str(CHUNK))
+
 #: KEYS: lease, state, sensors, requests, readings, stream, devices.
-#: ARGV: token, generation, stream maxlen, device name, owner, then the numbers of state,
-#: sensor and request field pairs, then those pairs, then the readings' pairs.
+#: ARGV: token, generation, stream maxlen, device name, owner, then the records of the
+#: sensors, the requests and the readings, then the state's field pairs.
 #: A new generation must exceed the current one (``{-2, current}`` otherwise).
-COMMIT = _FENCE + _PUT + """
+COMMIT = _FENCE + _PUT + _PUT_RECORDS + """
 local fence = fenced()
 if fence ~= 0 then return {fence, 0} end
 local gen = tonumber(ARGV[2])
 local current = tonumber(redis.call('HGET', KEYS[2], 'generation') or '0')
 if gen <= current then return {-2, current} end
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
-local i = put(KEYS[2], 9, tonumber(ARGV[6]))
-i = put(KEYS[3], i, tonumber(ARGV[7]))
-i = put(KEYS[4], i, tonumber(ARGV[8]))
-put(KEYS[5], i, (#ARGV - i + 1) / 2)
+put_records(KEYS[3], ARGV[6])
+put_records(KEYS[4], ARGV[7])
+put_records(KEYS[5], ARGV[8])
+put(KEYS[2], 9, (#ARGV - 8) / 2)
 redis.call('HSET', KEYS[2], 'generation', ARGV[2], 'owner', ARGV[5])
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], '*', 'k', 's', 'g', ARGV[2], 'q', seq)
@@ -63,13 +84,15 @@ return {1, gen}
 """
 
 #: KEYS: lease, state, readings, stream.
-#: ARGV: token, generation, stream maxlen, readings dropped before this entry, number of
-#: stream records, stream payload, then the latest readings' pairs.
-FLUSH = _FENCE + _PUT + """
+#: ARGV: token, generation, stream maxlen, readings dropped before this entry, the number of
+#: stream records, the stream records, then the records of the readings that found the
+#: writer's buffer full (the latest of each sensor, newer than the stream's).
+FLUSH = _FENCE + _PUT_RECORDS + """
 local fence = fenced()
 if fence ~= 0 then return fence end
 if redis.call('HGET', KEYS[2], 'generation') ~= ARGV[2] then return -2 end
-put(KEYS[3], 7, (#ARGV - 6) / 2)
+put_records(KEYS[3], ARGV[6])
+put_records(KEYS[3], ARGV[7])
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 if tonumber(ARGV[4]) > 0 then redis.call('HINCRBY', KEYS[2], 'dropped', ARGV[4]) end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'k', 'r', 'g', ARGV[2], 'q', seq,
