@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -26,7 +27,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
+@contextlib.contextmanager
 def redis_server() -> Iterator[int]:
     """A fresh redis-server on a free port; stopped by its PID."""
     port = free_port()
@@ -213,10 +213,8 @@ async def reader(url: str, devices: int, expected: int, timeout: float
                         return
                 else:
                     gaps += 1
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):  # some missing: the gaps say why
             await asyncio.wait_for(collect(), timeout)
-        except asyncio.TimeoutError:
-            pass  # some were missing: the gaps say why
         await updates.aclose()  # type: ignore[attr-defined]
     lags.sort()
     return {"p50_ms": 1000 * lags[len(lags) // 2], "p99_ms": 1000 * lags[int(len(lags) * .99)],
@@ -303,6 +301,13 @@ def measure(quick: bool) -> dict[str, Any]:
         results["takeover"] = {"lease": lease, "seconds": statistics.median(times),
                                "all": times}
     return results
+
+
+def metric(quick: bool) -> list[tuple[str, str, str, str]]:
+    """The rows of (h) for benchmarks/run.py (none but a note without redis-server)."""
+    if shutil.which("redis-server") is None or shutil.which("redis-benchmark") is None:
+        return [("(h) Redis mirror", "skipped: no redis-server", "", "")]
+    return rows(measure(quick))
 
 
 def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
