@@ -15,15 +15,24 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import attrs
 
+from ..kattypes import STATUS_TO_WIRE, encode_value
 from ..sensor import Reading
 from ..stats import OnceLogger
 from ..sync_states import InspectingClientStateType
 from ..text import printable
-from .schema import encode_reading, encode_request, encode_sensor, pack_records, raw
+from .schema import (
+    RECORD,
+    encode_reading,
+    encode_request,
+    encode_sensor,
+    pack_records,
+    raw,
+)
 
 if TYPE_CHECKING:
     from ..inspecting_client import InspectingClientAsync
@@ -279,11 +288,14 @@ class DeviceMirror:
         try:
             return encode_reading(generation, sensor.sensor_type, reading)
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            self.stats.bad_readings += 1
-            self._problems.log(("encode", sensor.name), "%s: reading %r of sensor %s does "
-                               "not encode (%r); skipped", printable(self.name), reading,
-                               printable(sensor.name), exc)
+            self._bad_reading(sensor, reading, exc)
             return None
+
+    def _bad_reading(self, sensor: Any, reading: Any, exc: BaseException) -> None:
+        self.stats.bad_readings += 1
+        name = getattr(sensor, "name", "?")
+        self._problems.log(("encode", name), "%s: reading %r of sensor %s does not encode "
+                           "(%r); skipped", printable(self.name), reading, printable(name), exc)
 
     def _status_fields(self) -> list[Any]:
         flags = self.client.katcp_client.protocol_flags
@@ -298,23 +310,33 @@ class DeviceMirror:
 
     def _flush(self) -> Op:
         generation = self.generation
-        encode, name_of = self._encode, self._raw
-        records = []
-        for sensor, reading in self._stream:
-            encoded = encode(sensor, reading, generation)
-            if encoded is not None:
-                records.append((name_of(sensor.name), encoded))
-        latest = []
-        for name, (sensor, reading) in self._overflow.items():
-            encoded = encode(sensor, reading, generation)
-            if encoded is not None:
-                latest.append((name_of(name), encoded))
-        self.stats.readings += len(records)
+        stream, count = self._records(self._stream, generation)
+        latest, _ = self._records(self._overflow.values(), generation)
+        self.stats.readings += count
         self.stats.dropped += self._dropped
         keys = [self._keys[0], self._keys[1], self._keys[4], self._keys[5]]
-        return Op("flush", keys, [self.token, generation, self._maxlen, self._dropped,
-                                  len(records), pack_records(records), pack_records(latest)],
-                  "flush", generation)
+        return Op("flush", keys, [self.token, generation, self._maxlen, self._dropped, count,
+                                  stream, latest], "flush", generation)
+
+    def _records(self, readings: Iterable[tuple[Any, Reading]], generation: int
+                 ) -> tuple[bytes, int]:
+        """The records (see :func:`~katcp_inspect.mirror.schema.pack_records`) of
+        ``readings``, and how many: the writer's inner loop, so written out here."""
+        prefix = b"%d " % generation
+        parts: list[bytes] = []
+        names, raw_name, pack = self._names, self._raw, RECORD.pack
+        for sensor, reading in readings:
+            try:
+                timestamp, status, value = reading
+                encoded = prefix + b"%r %s %s" % (
+                    float(timestamp), STATUS_TO_WIRE[status],
+                    encode_value(sensor.sensor_type, value))
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                self._bad_reading(sensor, reading, exc)
+                continue
+            name = names.get(sensor.name) or raw_name(sensor.name)
+            parts += (pack(len(name), len(encoded)), name, encoded)
+        return b"".join(parts), len(parts) // 3
 
     def _commit(self) -> Op:
         """The whole model and every latest reading, as the client has them now."""

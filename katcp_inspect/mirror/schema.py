@@ -101,14 +101,15 @@ def decode_reading(data: bytes, decode: Callable[[bytes], Any]) -> Decoded:
                    Reading(stamp, STATUS_FROM_WIRE[status], decode(value)))
 
 
-_RECORD = struct.Struct("<II")
+#: A record's header: the lengths of the name and of the encoded reading.
+RECORD = struct.Struct("<II")
 
 
 def pack_records(records: Sequence[tuple[bytes, bytes]]) -> bytes:
     """Stream payload: readings in order, each name and encoded reading length-prefixed (a
     sensor may appear more than once; names may hold any byte)."""
     parts: list[bytes] = []
-    pack = _RECORD.pack
+    pack = RECORD.pack
     for name, encoded in records:
         parts += (pack(len(name), len(encoded)), name, encoded)
     return b"".join(parts)
@@ -117,11 +118,11 @@ def pack_records(records: Sequence[tuple[bytes, bytes]]) -> bytes:
 def unpack_records(blob: bytes) -> Iterator[tuple[bytes, bytes]]:
     """The records of :func:`pack_records`; ``ValueError`` if the blob is cut short."""
     offset, end = 0, len(blob)
-    size = _RECORD.size
+    size = RECORD.size
     while offset < end:
         if offset + size > end:
             raise ValueError("truncated record header")
-        name_len, enc_len = _RECORD.unpack_from(blob, offset)
+        name_len, enc_len = RECORD.unpack_from(blob, offset)
         offset += size
         if offset + name_len + enc_len > end:
             raise ValueError("truncated record")
