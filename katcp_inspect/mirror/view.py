@@ -8,6 +8,8 @@ generation's model with that generation's readings. :meth:`FleetView.follow` is 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Union
@@ -34,8 +36,6 @@ from .worker import connect
 
 if TYPE_CHECKING:
     from .follow import Gap, Update
-
-import logging
 
 logger = logging.getLogger("katcp_inspect.mirror.view")
 _problems = OnceLogger(logger)
@@ -216,7 +216,7 @@ class FleetView:
         ``device``, as they reach Redis: :class:`~katcp_inspect.mirror.Update` s, and a
         :class:`~katcp_inspect.mirror.Gap` (with the latest readings) wherever some may be
         missing. ``initial``: start with a ``Gap`` holding each device's readings."""
-        from .follow import Follower
+        from .follow import Follower  # follow imports this module
 
         return Follower(self, device, sensor, initial).run()
 
@@ -225,8 +225,6 @@ class FleetView:
         """The first reading of ``device``'s ``sensor`` equal to ``condition`` (a value) or
         meeting it (a predicate over the :class:`~katcp_inspect.sensor.Reading`); at once if
         the latest one does. ``WaitTimeoutError`` after ``timeout`` seconds."""
-        import asyncio
-
         check = condition if callable(condition) else (lambda r: r.value == condition)
         updates = self.follow(exact(device), exact(sensor), initial=True)
         try:

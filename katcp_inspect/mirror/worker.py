@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 
+from .calls import call
 from .device import DeviceMirror
 from .lease import Coordinator, DeviceCallback
-from .schema import DEFAULT_PREFIX, Keys
+from .schema import DEFAULT_PREFIX, Keys, raw
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -153,9 +154,6 @@ class RedisMirror:
             await self._forget(name, token)
 
     async def _forget(self, name: str, token: str) -> None:
-        from .calls import call
-        from .schema import raw
-
         keys = [self.keys.device(name, part) for part in
                 ("lease", "state", "sensors", "requests", "readings", "stream")]
         await call(self.redis, "forget", [*keys, self.keys.devices], [token, raw(name)])
