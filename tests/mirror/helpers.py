@@ -9,7 +9,7 @@ from typing import Any
 
 from katcp_inspect import InspectingClientAsync, Reading, Sensor
 from katcp_inspect.mirror import FleetView, RedisMirror
-from katcp_inspect.mirror.schema import Keys, decode_reading, text
+from katcp_inspect.mirror.schema import decode_reading, text
 from katcp_inspect.testing import SimulatedDevice
 
 from ..test_inspecting_client import make_client
@@ -71,7 +71,3 @@ async def mirrored(url: str, device: SimulatedDevice, name: str = "dev", **optio
     finally:
         await client.stop()
         await mirror.stop()
-
-
-def keys_of(view: FleetView) -> Keys:
-    return view.keys

@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 
+from katcp_inspect import Sensor, SensorType
 from katcp_inspect.mirror import Coordinator, RedisMirror, connect
 from katcp_inspect.mirror.calls import call
 from katcp_inspect.mirror.schema import Keys
 
+from .fake_client import FakeClient
+from .helpers import eventually
 from .redis_server import RedisServer
 
 DEVICES = [f"d{i}" for i in range(8)]
@@ -157,11 +160,6 @@ async def test_the_mirror_writes_only_what_it_owns(
     """A one-process mirror of a device another worker holds writes nothing of it."""
     redis = connect(redis_server.url)
     await redis.set(Keys().device("taken", "lease"), "someone-else", px=60_000)
-    from katcp_inspect import Sensor, SensorType
-
-    from .fake_client import FakeClient
-    from .helpers import eventually
-
     mirror = RedisMirror(redis=redis, devices=["taken", "free"], fair=False, lease=0.6)
     for name in ("taken", "free"):
         mirror.add(name, FakeClient([Sensor(SensorType.INTEGER, "s")]))  # type: ignore[arg-type]
