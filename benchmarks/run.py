@@ -25,6 +25,7 @@ from typing import Any
 
 import aiokatcp_device
 import processes
+import redis_mirror
 import ways
 from clients import Aiokatcp, KatcpInspect
 
@@ -421,8 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="runs per metric (default 5; 1 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run with smaller workloads, in well under a minute")
-    parser.add_argument("--metrics", default="abcdef",
-                        help="which metrics to run, e.g. 'ab' (default: abcdef; "
+    parser.add_argument("--metrics", default="abcdefh",
+                        help="which metrics to run, e.g. 'ab' (default: abcdefh; "
                              "f includes g)")
     parser.add_argument("--profile", choices=[KI, AIO],
                         help="instead of the table, profile this client's (a) and (b) "
@@ -433,8 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.runs < 1:
             parser.error("--runs must be at least 1")
         plan = dataclasses.replace(plan, runs=args.runs)
-    if set(args.metrics) - set("abcdef"):
-        parser.error("--metrics takes letters from 'abcdef'")
+    if set(args.metrics) - set("abcdefh"):
+        parser.error("--metrics takes letters from 'abcdefh'")
 
     print("\n".join(machine()))
     print(f"Command: python benchmarks/run.py {' '.join(argv or sys.argv[1:])}".rstrip())
@@ -459,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
         metric_fleet(plan, report)
     if "f" in args.metrics:
         metric_ways(plan, report)
+    if "h" in args.metrics:
+        for what, measured, target, met in redis_mirror.metric(args.quick):
+            report.rows.append(Row(what, ki=measured, target=target, met=met))
+            if met == "NO":
+                report.problems.append(f"{what}: {measured}, target {target}")
     print(f"\nMedians of {plan.runs} run(s); took {time.monotonic() - started:.0f} s.\n")
     print(table(report.rows))
     for problem in report.problems:
