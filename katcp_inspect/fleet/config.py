@@ -25,6 +25,10 @@ from .rules import SamplingRule, check_sampling
 DEFAULT_MAX_SYNCING = 32
 #: Seconds over which the first connection attempts are spread, by default.
 DEFAULT_CONNECT_SPREAD = 1.0
+#: Seconds of a worker's lease on a device in Redis, by default.
+DEFAULT_LEASE = 5.0
+#: The schemes of a Redis URL.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 _ADDRESS = re.compile(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:\[\]]*)):(?P<port>[^:]*)\Z")
 
@@ -112,10 +116,39 @@ def _check_fleet_options(max_syncing: Any, connect_spread: Any) -> None:
                           f"{connect_spread!r}", ("fleet", "connect_spread"))
 
 
+def check_redis(url: Any, prefix: Any, lease: Any) -> None:
+    """A Redis URL, key prefix (None: the mirror's default) and lease time."""
+    if not isinstance(url, str):
+        raise ConfigError(f"must be a URL as a string, not {url!r}", ("redis", "url"))
+    if not url.startswith(REDIS_SCHEMES):  # not shown: it may hold a password
+        raise ConfigError(f"must start with {', '.join(REDIS_SCHEMES)}", ("redis", "url"))
+    if prefix is not None and not isinstance(prefix, str):
+        raise ConfigError(f"must be a string, not {prefix!r}", ("redis", "prefix"))
+    if (isinstance(lease, bool) or not isinstance(lease, (int, float))
+            or not math.isfinite(lease) or lease <= 0):
+        raise ConfigError(f"must be a finite number of seconds, more than 0, not {lease!r}",
+                          ("redis", "lease"))
+
+
+@attrs.frozen
+class RedisConfig:
+    """Where a fleet mirrors its model: the Redis ``url`` (``redis://``, ``rediss://`` or
+    ``unix://``; it may hold a password, so it is never shown), the key ``prefix`` (None: the
+    mirror's default) and the ``lease`` of a worker on a device, in seconds."""
+
+    url: str = attrs.field(repr=False)
+    prefix: str | None = None
+    lease: float = DEFAULT_LEASE
+
+    def __attrs_post_init__(self) -> None:
+        check_redis(self.url, self.prefix, self.lease)
+
+
 @attrs.frozen
 class FleetConfig:
     """A whole fleet: its devices by name, the sampling rules and client options of every
-    device, and ``max_syncing`` / ``connect_spread`` (see :class:`~katcp_inspect.fleet.Fleet`).
+    device, ``max_syncing`` / ``connect_spread`` (see :class:`~katcp_inspect.fleet.Fleet`) and
+    where it mirrors its model (:class:`RedisConfig`, optional).
     Made from a TOML file by :meth:`load`, or with :meth:`of` from plain values."""
 
     devices: Mapping[str, DeviceConfig] = attrs.field(converter=_frozen)
@@ -123,6 +156,8 @@ class FleetConfig:
     client_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen)
     max_syncing: int = DEFAULT_MAX_SYNCING
     connect_spread: float = DEFAULT_CONNECT_SPREAD
+    #: Where the fleet mirrors its model (the ``[redis]`` table), if anywhere.
+    redis: RedisConfig | None = None
     #: The file it was read from, if any.
     source: str | None = attrs.field(default=None, eq=False)
     rules: tuple[SamplingRule, ...] = attrs.field(init=False, eq=False, repr=False)
@@ -130,6 +165,8 @@ class FleetConfig:
 
     def __attrs_post_init__(self) -> None:
         _check_fleet_options(self.max_syncing, self.connect_spread)
+        if self.redis is not None and not isinstance(self.redis, RedisConfig):
+            raise ConfigError(f"expected a RedisConfig, not {self.redis!r}", ("redis",))
         object.__setattr__(self, "rules", check_sampling(self.sampling, ("sampling",)))
         object.__setattr__(self, "options",
                            _frozen(check_client_options(self.client_options, ("client",))))
@@ -188,5 +225,6 @@ def check_device_options(options: Mapping[str, Any], device: DeviceConfig, name:
         raise exc.within(("devices", name, "client") if own else ("client",)) from None
 
 
-__all__ = ["DEFAULT_CONNECT_SPREAD", "DEFAULT_MAX_SYNCING", "ConfigError", "DeviceConfig",
-           "DeviceSpec", "FleetConfig", "check_name", "parse_address"]
+__all__ = ["DEFAULT_CONNECT_SPREAD", "DEFAULT_LEASE", "DEFAULT_MAX_SYNCING", "ConfigError",
+           "DeviceConfig", "DeviceSpec", "FleetConfig", "RedisConfig", "check_name",
+           "check_redis", "parse_address"]

@@ -5,6 +5,7 @@ written back (``katcp-inspect sim --devices N --write-config FILE``).
 The format (docs/fleet.md)::
 
     [fleet]                  # optional: max_syncing, connect_spread
+    [redis]                  # optional: url, prefix, lease (mirror the fleet into Redis)
     [client]                 # options of every device's client (sync_timeout, ...)
     [sampling]               # rules for every device: "regex" = "strategy"
     [devices]
@@ -25,7 +26,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_CONNECT_SPREAD, DEFAULT_MAX_SYNCING, DeviceConfig, FleetConfig
+from .config import (
+    DEFAULT_CONNECT_SPREAD,
+    DEFAULT_LEASE,
+    DEFAULT_MAX_SYNCING,
+    DeviceConfig,
+    FleetConfig,
+    RedisConfig,
+)
 from .errors import ConfigError, Where, dotted, toml_string
 
 if sys.version_info >= (3, 11):
@@ -33,8 +41,9 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-_TOP_KEYS = ("fleet", "client", "sampling", "devices")
+_TOP_KEYS = ("fleet", "redis", "client", "sampling", "devices")
 _FLEET_KEYS = ("max_syncing", "connect_spread")
+_REDIS_KEYS = ("url", "prefix", "lease")
 _DEVICE_KEYS = ("address", "client", "sampling")
 
 # tomllib gives the values, not where they are. The lines of keys are found by scanning the
@@ -180,7 +189,18 @@ def _fleet_config(document: dict[str, Any], source: str) -> FleetConfig:
     return FleetConfig(devices, _table(document, "sampling", ()),
                        _table(document, "client", ()),
                        fleet.get("max_syncing", DEFAULT_MAX_SYNCING),
-                       fleet.get("connect_spread", DEFAULT_CONNECT_SPREAD), source=source)
+                       fleet.get("connect_spread", DEFAULT_CONNECT_SPREAD),
+                       _redis(document), source=source)
+
+
+def _redis(document: dict[str, Any]) -> RedisConfig | None:
+    if "redis" not in document:
+        return None
+    table = _table(document, "redis", ())
+    _only(table, _REDIS_KEYS, ("redis",))
+    if "url" not in table:
+        raise ConfigError('no url (expected url = "redis://HOST:PORT")', ("redis",))
+    return RedisConfig(table["url"], table.get("prefix"), table.get("lease", DEFAULT_LEASE))
 
 
 def _device(name: str, spec: Any) -> DeviceConfig:
@@ -222,6 +242,10 @@ def dump_config(config: FleetConfig) -> str:
     lines = ["# A katcp-inspect fleet: katcp-inspect fleet FILE (format: docs/fleet.md)", "",
              "[fleet]", f"max_syncing = {config.max_syncing}",
              f"connect_spread = {_value(float(config.connect_spread))}"]
+    if config.redis is not None:
+        redis = {"url": config.redis.url, "prefix": config.redis.prefix,
+                 "lease": float(config.redis.lease)}
+        lines += ["", "[redis]", *_pairs({k: v for k, v in redis.items() if v is not None})]
     for title, table in (("client", config.client_options), ("sampling", config.sampling)):
         if table:
             lines += ["", f"[{title}]", *_pairs(table)]

@@ -10,27 +10,34 @@ import random
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ClientClosedError
-from ..inspecting_client import InspectingClientAsync
+from ..inspecting_client import InspectingClientAsync, InspectingClientStateType
+from ..model import AttrDict
 from ..sensor import Reading
 from ..sensor_wait import Condition
 from ..sync_gate import SyncGate
 from ..waiting import check_timeout, with_timeout
 from .config import (
     DEFAULT_CONNECT_SPREAD,
+    DEFAULT_LEASE,
     DEFAULT_MAX_SYNCING,
     ConfigError,
     DeviceConfig,
     DeviceSpec,
     FleetConfig,
+    RedisConfig,
     check_device_options,
     check_name,
 )
 from .member import Member
 from .observers import FleetObserver, FleetObservers
 from .summary import DeviceState, summarise
+
+if TYPE_CHECKING:
+    from ..mirror import RedisMirror
+    from .mirroring import FleetMirror
 
 logger = logging.getLogger("katcp_inspect.fleet")
 
@@ -57,15 +64,27 @@ class Fleet:
     random order, and at most ``max_syncing`` devices sync (list their model and set their
     strategies) at once, when they start as when many restart together. A configuration that
     cannot be used raises :class:`ConfigError` (a ``ValueError``).
+
+    With ``redis`` (a URL: ``redis://``, ``rediss://``, ``unix://``; needs the ``redis``
+    extra) the fleet also mirrors its devices into Redis under ``redis_prefix``
+    (docs/redis.md). With ``workers``, it shares the devices with the other fleets (processes)
+    given the same devices and Redis, by leases of ``redis_lease`` seconds: it runs only the
+    devices whose lease it holds (:attr:`owned`), and takes others over when their worker
+    stops or dies; the others show as ``"stopped"`` here (read them with
+    :class:`~katcp_inspect.mirror.FleetView`), so wait for ``devices=fleet.owned``.
     """
 
     def __init__(self, devices: Mapping[str, DeviceSpec], *,
                  sampling: Mapping[str, str] | None = None,
                  client_options: Mapping[str, Any] | None = None,
                  max_syncing: int = DEFAULT_MAX_SYNCING,
-                 connect_spread: float = DEFAULT_CONNECT_SPREAD) -> None:
+                 connect_spread: float = DEFAULT_CONNECT_SPREAD,
+                 redis: str | None = None, redis_prefix: str | None = None,
+                 redis_lease: float = DEFAULT_LEASE, workers: bool = False) -> None:
         self._config = FleetConfig.of(devices, sampling=sampling, client_options=client_options,
                                       max_syncing=max_syncing, connect_spread=connect_spread)
+        if workers and redis is None:
+            raise ConfigError("workers need a Redis URL (redis=...)", ("redis", "url"))
         self._gate = SyncGate(max_syncing)
         self._members: dict[str, Member] = {}
         self._synced: set[str] = set()
@@ -78,17 +97,30 @@ class Fleet:
         self._stopping: asyncio.Future[Any] | None = None
         for name, device in self._config.devices.items():
             self._members[name] = self._member(name, device)
+        self._mirror = None if redis is None else self._mirroring(
+            RedisConfig(redis, redis_prefix, redis_lease), workers)
+
+    def _mirroring(self, config: RedisConfig, workers: bool) -> FleetMirror:
+        from .mirroring import FleetMirror  # imports redis: only for a fleet that uses it
+
+        return FleetMirror(self._members, config, workers=workers,
+                           spread=self._config.connect_spread,
+                           running=lambda: self._phase == "running")
 
     @classmethod
-    def from_config(cls, config: FleetConfig) -> Fleet:
+    def from_config(cls, config: FleetConfig, *, workers: bool = False) -> Fleet:
+        redis = config.redis
         return cls(config.devices, sampling=config.sampling,
                    client_options=config.client_options, max_syncing=config.max_syncing,
-                   connect_spread=config.connect_spread)
+                   connect_spread=config.connect_spread,
+                   redis=None if redis is None else redis.url,
+                   redis_prefix=None if redis is None else redis.prefix,
+                   redis_lease=DEFAULT_LEASE if redis is None else redis.lease, workers=workers)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> Fleet:
+    def from_file(cls, path: str | Path, *, workers: bool = False) -> Fleet:
         """A fleet from a TOML configuration file (see :meth:`FleetConfig.load`)."""
-        return cls.from_config(FleetConfig.load(path))
+        return cls.from_config(FleetConfig.load(path), workers=workers)
 
     def _member(self, name: str, device: DeviceConfig) -> Member:
         return Member(name, device, self._config.device_options(device),
@@ -111,6 +143,19 @@ class Fleet:
         """Devices syncing now (listing their model or setting strategies), at most
         :attr:`max_syncing`; others may wait for their turn."""
         return self._gate.holders
+
+    @property
+    def owned(self) -> frozenset[str]:
+        """The devices this fleet runs: all of them, but in workers mode only those whose
+        lease it holds now."""
+        if self._mirror is not None and self._mirror.workers:
+            return self._mirror.owned
+        return frozenset(self._members)
+
+    @property
+    def mirror(self) -> RedisMirror | None:
+        """The :class:`~katcp_inspect.mirror.RedisMirror` while the fleet runs with Redis."""
+        return None if self._mirror is None else self._mirror.redis
 
     def __getitem__(self, name: str) -> InspectingClientAsync:
         """The client of device ``name`` (``KeyError`` if there is none)."""
@@ -144,7 +189,9 @@ class Fleet:
             raise exc.within(("devices", name)) from None
         check_device_options(self._config.options, device, name)
         member = self._members[name] = self._member(name, device)
-        if self._phase == "running":
+        if self._mirror is not None:
+            self._mirror.add(member)  # in workers mode, started once its lease is held
+        if self._phase == "running" and not self._workers:
             member.start(0.0)
         self._changed()
 
@@ -158,6 +205,8 @@ class Fleet:
         self._observers.device_removed(name)
         stopping = member.stop()
         self._changed()
+        if self._mirror is not None:
+            await self._mirror.remove(name)
         await stopping
 
     # ------------------------------------------------------------------ lifecycle
@@ -173,9 +222,12 @@ class Fleet:
         self._phase = "running"
         loop = asyncio.get_running_loop()
         self._rate_timer = loop.call_later(RATE_INTERVAL, self._count_messages)
-        spread = self._config.connect_spread
-        for member in self._members.values():
-            member.start(random.uniform(0, spread) if spread > 0 else 0.0)
+        if not self._workers:
+            spread = self._config.connect_spread
+            for member in self._members.values():
+                member.start(random.uniform(0, spread) if spread > 0 else 0.0)
+        if self._mirror is not None:
+            await self._mirror.start()
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop every client; returns once every client and every task of the fleet has
@@ -187,14 +239,25 @@ class Fleet:
             self._rate_timer.cancel()
             self._rate_timer = None
         self._changed(ClientClosedError("the fleet was stopped"))
-        stopping = self._stopping = asyncio.ensure_future(
-            asyncio.gather(*(member.stop() for member in self._members.values())))
+        stopping = self._stopping = asyncio.ensure_future(self._stop_all())
         try:
             await with_timeout(asyncio.shield(stopping), timeout)
         except TimeoutError:
             logger.warning("Fleet.stop(): %d devices still stopping after %s s",
                            sum(member.client.katcp_client.running
                                for member in self._members.values()), timeout)
+
+    async def _stop_all(self) -> None:
+        members = list(self._members.values())
+        if self._workers and self._mirror is not None:
+            await self._mirror.stop()  # leases first: no takeover waits for the lease time
+        await asyncio.gather(*(member.stop() for member in members))
+        if self._mirror is not None:
+            await self._mirror.stop()  # after the members: their "stopped" is written
+
+    @property
+    def _workers(self) -> bool:
+        return self._mirror is not None and self._mirror.workers
 
     async def __aenter__(self) -> Fleet:
         await self.start()
@@ -313,6 +376,8 @@ class Fleet:
         else:
             self._synced.discard(member.name)
         self._changed()
+        if self._mirror is not None:
+            self._mirror.status(member)
         if self._listeners:
             state = member.snapshot()
             for listener in list(self._listeners):
@@ -320,6 +385,11 @@ class Fleet:
                     listener(member.name, state)
                 except Exception:
                     logger.exception("State listener %r raised", listener)
+
+    def reported(self, member: Member, state: InspectingClientStateType,
+                 changes: AttrDict | None) -> None:
+        if self._mirror is not None and self._members.get(member.name) is member:
+            self._mirror.reported(member, state, changes)
 
     def sensors_changed(self, member: Member, added: Iterable[str],
                         removed: Iterable[str]) -> None:

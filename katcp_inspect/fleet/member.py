@@ -34,6 +34,9 @@ class MemberEvents(Protocol):
 
     def state_changed(self, member: Member) -> None: ...
 
+    def reported(self, member: Member, state: InspectingClientStateType,
+                 changes: AttrDict | None) -> None: ...
+
     def sensors_changed(self, member: Member, added: Iterable[str],
                         removed: Iterable[str]) -> None: ...
 
@@ -136,14 +139,14 @@ class Member:
         if changes and "sensors" in changes:
             self.sensor_count = len(self.client.sensors)
             self._events.sensors_changed(self, changes.sensors.added, changes.sensors.removed)
-        if not self.running:
-            return
-        if state.synced:
-            self._set("synced")
-        elif state.connected:
-            self._set("syncing")
-        else:
-            self._set("disconnected" if self._trouble else "connecting")
+        if self.running:
+            if state.synced:
+                self._set("synced")
+            elif state.connected:
+                self._set("syncing")
+            else:
+                self._set("disconnected" if self._trouble else "connecting")
+        self._events.reported(self, state, changes)
 
     def _failed(self, error: BaseException) -> None:
         if self.running:
