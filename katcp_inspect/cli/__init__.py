@@ -25,6 +25,7 @@ from .common import (
     CliError,
     parse_target,
     positive_float,
+    positive_int,
 )
 from .formatting import describe_error, sanitize_line
 from .output import EXIT_PIPE, STDOUT
@@ -159,7 +160,9 @@ def _verbose_parent(default: object) -> argparse.ArgumentParser:
 
 
 def _watch_options(watch: argparse.ArgumentParser) -> None:
-    watch.add_argument("target", type=parse_target, metavar="HOST:PORT")
+    watch.add_argument("target", metavar="HOST:PORT",
+                       help="the device; with --redis, DEVICE:PATTERN (a device of the "
+                            "mirrored fleet and a regex of its sensors)")
     watch.add_argument("patterns", nargs="*", metavar="REGEX",
                        help="sensors to watch: names matching any of these (default: all)")
     watch.add_argument("--strategy", nargs="+", default=["event"], metavar="WORD",
@@ -173,6 +176,10 @@ def _watch_options(watch: argparse.ArgumentParser) -> None:
                        help="stop after S seconds (default: run until Ctrl-C)")
     watch.add_argument("--json", action="store_true",
                        help="one JSON object per line (readings, states), even on a terminal")
+    watch.add_argument("--redis", metavar="URL",
+                       help="read the readings from the fleet mirrored in Redis at URL "
+                            "(redis://, rediss://, unix://) instead of connecting; prints "
+                            "lines (or --json)")
     watch.add_argument("--lines", action="store_true",
                        help="one text line per reading, even on a terminal (for logs)")
 
@@ -190,6 +197,13 @@ def _fleet_options(fleet: argparse.ArgumentParser) -> None:
                        help="stop after S seconds (default: run until Ctrl-C)")
     fleet.add_argument("--lines", action="store_true",
                        help="text lines (states, readings), even on a terminal")
+    fleet.add_argument("--redis", metavar="URL",
+                       help="also mirror the fleet into Redis at URL (redis://, rediss://, "
+                            "unix://; overrides the configuration's [redis] url)")
+    fleet.add_argument("--workers", type=positive_int, default=None, metavar="K",
+                       help="with --redis: run the devices in K worker processes sharing "
+                            "them by leases; show them from Redis (--sensor not supported)")
+    fleet.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,6 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    if args.command == "watch" and args.redis is None:
+        try:
+            args.target = parse_target(args.target)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"argument HOST:PORT: {exc}")
     setup_logging(log_level(args.verbose or 0, args.quiet or 0))
     if args.no_color:
         os.environ["NO_COLOR"] = "1"  # rich reads it for every console

@@ -12,10 +12,12 @@ import argparse
 import asyncio
 import re
 
+import attrs
 from rich.console import RenderableType
 from rich.live import Live
 
-from ..fleet import ConfigError, Fleet
+from ..fleet import ConfigError, Fleet, FleetConfig
+from ..fleet.config import DEFAULT_LEASE, RedisConfig
 from .common import (
     EXIT_OK,
     CliError,
@@ -30,11 +32,18 @@ from .output import STDOUT
 from .render import make_console
 
 
-def _load(path: str) -> Fleet:
+def _load(args: argparse.Namespace) -> FleetConfig:
+    """The configuration, with ``--redis`` as its Redis URL."""
     try:
-        return Fleet.from_file(path)
+        config = FleetConfig.load(args.config)
+        if args.redis is not None:
+            table = config.redis or RedisConfig(args.redis, None, DEFAULT_LEASE)
+            config = attrs.evolve(config, redis=attrs.evolve(table, url=args.redis))
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+    if (args.workers or args.worker) and config.redis is None:
+        raise CliError("--workers needs --redis URL (or a [redis] table with a url)")
+    return config
 
 
 async def _snapshot(fleet: Fleet, readings: Readings | None, timeout: float) -> int:
@@ -88,7 +97,16 @@ async def _live(fleet: Fleet, label: str, readings: Readings | None, stop: async
 
 
 async def run(args: argparse.Namespace) -> int:
-    fleet = _load(args.config)
+    config = _load(args)
+    if args.worker or args.workers:
+        from . import redis_paths  # imports redis: only for these paths
+
+        if args.worker:
+            return await redis_paths.run_worker(config)
+        if args.sensor:
+            raise CliError("--sensor is not supported with --workers")
+        return await redis_paths.show_workers(args, config)
+    fleet = Fleet.from_config(config)
     pattern: re.Pattern[str] | None = compile_patterns([args.sensor] if args.sensor else [])
     readings = Readings(pattern) if pattern is not None else None
     if readings is not None and pattern is not None:

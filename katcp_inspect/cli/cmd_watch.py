@@ -185,6 +185,10 @@ class Watch:
 
 
 async def run(args: argparse.Namespace) -> int:
+    if args.redis is not None:
+        from . import redis_paths  # imports redis: only for this path
+
+        return await redis_paths.watch(args)
     pattern = compile_patterns(args.patterns)
     strategy = parse_strategy(args.strategy)
     live = make_console().is_terminal and not (args.json or args.lines)

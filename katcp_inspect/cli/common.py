@@ -81,6 +81,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """A whole number, at least 1 (an argparse type)."""
+    value = _converted(text, int, "a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text!r}")
+    return value
+
+
 def port_number(text: str) -> int:
     """A TCP port to listen on, 0 for any free one (an argparse type)."""
     port = _converted(text, int, "a port number")

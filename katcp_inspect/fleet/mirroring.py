@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 
 from ..inspecting_client import InspectingClientStateType
 from ..mirror import RedisMirror
-from ..mirror.worker import default_worker_id
 from ..mirror.schema import DEFAULT_PREFIX
+from ..mirror.worker import default_worker_id
 from ..model import AttrDict
 from .config import RedisConfig
 from .member import Member
@@ -53,8 +53,8 @@ class FleetMirror:
         member; returns at once (Redis may be unreachable: it retries)."""
         workers = self.workers
         self.redis = RedisMirror(
-            self.config.url, self._members, worker_id=self.worker_id, prefix=self.config.prefix or DEFAULT_PREFIX,
-            lease=self.config.lease, fair=workers,
+            self.config.url, self._members, worker_id=self.worker_id,
+            prefix=self.config.prefix or DEFAULT_PREFIX, lease=self.config.lease, fair=workers,
             on_acquire=self._acquired if workers else None,
             on_release=self._released if workers else None)
         for member in self._members.values():

@@ -62,6 +62,8 @@ class DeviceStatus:
     #: Readings the writers left out of the stream (Redis too slow); their latest values
     #: still reached the readings.
     dropped: int
+    #: Sensors in the model committed.
+    sensors: int = 0
 
     @classmethod
     def from_hash(cls, name: str, fields: Mapping[bytes, bytes]) -> DeviceStatus:
@@ -69,7 +71,7 @@ class DeviceStatus:
             return text(fields.get(key.encode(), default.encode()))
         return cls(name, get("state", "unknown"), get("protocol"), get("last_error"),
                    float(get("since", "0")), int(get("generation", "0")), get("owner"),
-                   int(get("dropped", "0")))
+                   int(get("dropped", "0")), int(get("sensors", "0")))
 
 
 class DeviceSnapshot(NamedTuple):
