@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import signal
 import sys
@@ -43,6 +44,8 @@ from .render import make_console
 
 #: Seconds between two reads of the devices' states from Redis.
 POLL = 0.25
+#: Seconds between two checks of a worker that the command that started it still runs.
+ORPHAN_CHECK = 1.0
 #: Seconds a worker gets to give its leases back before it is killed.
 WORKER_GRACE = 5.0
 
@@ -51,11 +54,14 @@ WORKER_GRACE = 5.0
 
 
 async def run_worker(config: FleetConfig) -> int:
-    """One worker: a fleet in workers mode until SIGTERM or SIGINT."""
+    """One worker: a fleet in workers mode until SIGTERM or SIGINT, or until the command that
+    started it is gone (killed: nobody would stop this worker)."""
     stop = asyncio.Event()
+    parent = os.getppid()
     with stop_on_signals(stop):
         async with Fleet.from_config(config, workers=True):
-            await stop.wait()
+            while not stop.is_set() and os.getppid() == parent:
+                await wait_stop(stop, ORPHAN_CHECK)
     return EXIT_OK
 
 
@@ -113,6 +119,7 @@ async def show_workers(args: argparse.Namespace, config: FleetConfig) -> int:
             if make_console().is_terminal and not args.lines:
                 await _live(view, config, args, stop, started)
             else:
+                STDOUT.line("# workers (PID): " + " ".join(str(p.pid) for p in started))
                 await _lines(view, config, args.seconds, stop)
     return EXIT_OK
 

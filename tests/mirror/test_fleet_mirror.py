@@ -151,7 +151,6 @@ def test_a_bad_redis_table_is_a_config_error_with_file_and_line(
 
 
 async def test_a_fleet_keeps_running_while_redis_is_unreachable(io_loop: Any) -> None:
-    async with devices(1) as started:
-        async with Fleet(addresses(started), connect_spread=0,
-                         redis="redis://127.0.0.1:1/0", redis_lease=1.0) as fleet:
-            await asyncio.wait_for(fleet.until_synced(), 10)
+    async with devices(1) as started, Fleet(addresses(started), connect_spread=0,
+                     redis="redis://127.0.0.1:1/0", redis_lease=1.0) as fleet:
+        await asyncio.wait_for(fleet.until_synced(), 10)
