@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import sys
@@ -44,8 +43,6 @@ from .render import make_console
 
 #: Seconds between two reads of the devices' states from Redis.
 POLL = 0.25
-#: Seconds between two checks of a worker that the command that started it still runs.
-ORPHAN_CHECK = 1.0
 #: Seconds a worker gets to give its leases back before it is killed.
 WORKER_GRACE = 5.0
 
@@ -54,14 +51,11 @@ WORKER_GRACE = 5.0
 
 
 async def run_worker(config: FleetConfig) -> int:
-    """One worker: a fleet in workers mode until SIGTERM or SIGINT, or until the command that
-    started it is gone (killed: nobody would stop this worker)."""
+    """One worker: a fleet in workers mode until SIGTERM or SIGINT."""
     stop = asyncio.Event()
-    parent = os.getppid()
     with stop_on_signals(stop):
         async with Fleet.from_config(config, workers=True):
-            while not stop.is_set() and os.getppid() == parent:
-                await wait_stop(stop, ORPHAN_CHECK)
+            await stop.wait()
     return EXIT_OK
 
 

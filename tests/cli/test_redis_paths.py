@@ -125,23 +125,3 @@ async def test_watch_without_redis_still_wants_host_port(io_loop: Any) -> None:
     assert result.code == 2
     assert "expected HOST:PORT" in result.err
 
-
-async def test_workers_stop_when_the_command_is_killed(io_loop: Any, tmp_path: Path,
-                                                       redis_server: RedisServer) -> None:
-    config_path = tmp_path / "fleet.toml"
-    pids: list[int] = []
-    async with simulators(config_path, count=2):
-        command = await CliProcess.start("fleet", str(config_path), "--redis",
-                                         redis_server.url, "--workers", "2", "--seconds", "60")
-        try:
-            await command.until("# workers (PID): ")
-            pids = [int(pid) for pid in command.lines[-1].split(":")[1].split()]
-            command.process.kill()
-            await command.process.wait()
-
-            async def orphans_gone() -> bool:
-                return not any(alive(pid) for pid in pids)
-            await eventually(orphans_gone, timeout=15, what="the orphaned workers to stop")
-        finally:
-            kill_all(pids)
-            await command.kill()
