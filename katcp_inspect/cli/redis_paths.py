@@ -25,6 +25,7 @@ from rich.live import Live
 from rich.text import Text
 
 from ..fleet import DeviceState, Fleet, FleetConfig
+from ..fleet.summary import summarise
 from ..mirror import DEFAULT_PREFIX, DeviceStatus, FleetView, Gap, Update, exact
 from ..sensor import Reading
 from .common import EXIT_OK, CliError, stop_on_signals, wait_stop
@@ -127,10 +128,15 @@ async def _snapshot(view: FleetView, config: FleetConfig, timeout: float) -> int
         if synced == len(states) or loop.time() >= deadline:
             break
         await asyncio.sleep(POLL)
+    data = summarise(states)
     now = time.monotonic()
-    STDOUT.line(json_document({"devices": {json_text(s.name): {
-        **s.as_dict(), "name": json_text(s.name), "since": None,
-        "seconds_in_state": round(now - s.since, 3)} for s in states}}))
+    devices = {}
+    for name, state in data["devices"].items():
+        state["name"] = json_text(name)
+        state["seconds_in_state"] = round(now - state.pop("since"), 3)
+        devices[json_text(name)] = state
+    data["devices"] = devices
+    STDOUT.line(json_document(data))
     if synced < len(states):
         raise CliError(f"{len(states) - synced} of {len(states)} devices not synced within "
                        f"{timeout:g} s")

@@ -81,7 +81,9 @@ async def test_fleet_with_workers_as_json(io_loop: Any, tmp_path: Path,
         result = await run_cli("fleet", str(config_path), "--redis", redis_server.url,
                                "--workers", "2", "--json", "--timeout", "30", timeout=60)
     assert result.code == 0, result.err
-    devices = json.loads(result.out)["devices"]
+    snapshot = json.loads(result.out)
+    assert snapshot["counts"]["synced"] == DEVICES == snapshot["total"]
+    devices = snapshot["devices"]
     assert {name: state["state"] for name, state in devices.items()} == dict.fromkeys(
         config.devices, "synced")
     assert all(state["sensors"] == 12 for state in devices.values())
