@@ -72,7 +72,7 @@ def _written(tmp_path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize(("text", "line", "message"), [
     ("[fleets]\nmax_syncing = 2\n", 1,
-     "fleets: unknown key (expected one of: fleet, client, sampling, devices)"),
+     "fleets: unknown key (expected one of: fleet, redis, client, sampling, devices)"),
     ("[fleet]\nmax_sync = 2\n", 2,
      "fleet.max_sync: unknown key (expected one of: max_syncing, connect_spread)"),
     ("[client]\n\nsync_timeot = 2.0\n", 3, "client.sync_timeot: unknown client option"),
