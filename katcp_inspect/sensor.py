@@ -138,11 +138,12 @@ class Sensor:
 
     @classmethod
     def from_model(cls, name: str, sensor_type: SensorType, description: str, units: str,
-                   params: Sequence[Any], strategy_setter: StrategySetter | None) -> Sensor:
+                   params: Sequence[Any], strategy_setter: StrategySetter | None,
+                   reading: tuple[float, SensorStatus, Any] | None = None) -> Sensor:
         """A sensor as the inspecting client makes it from its model: the same object as the
         constructor's, without re-checking what the model already checked (``sensor_type``
         a :class:`SensorType`, ``params`` parsed for it), at a third of the cost, since a
-        sync may make tens of thousands."""
+        sync may make tens of thousands. ``reading``: its latest, if it has had one."""
         sensor = cls.__new__(cls)
         sensor.sensor_type = sensor_type
         sensor.name = name
@@ -151,7 +152,7 @@ class Sensor:
         sensor.stype = sensor_type.wire_name
         sensor.description = description
         sensor.decode = kattypes.value_decoder(sensor_type)
-        sensor._reading = _new_reading(Reading, (
+        sensor._reading = _new_reading(Reading, reading if reading is not None else (
             time.time(), SensorStatus.UNKNOWN, kattypes.default_value(sensor_type, params)))
         sensor._observers = ()
         sensor._strategy_setter = strategy_setter
