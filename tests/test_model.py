@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from katcp_inspect import Message
@@ -71,3 +73,16 @@ def test_parsers_keep_what_makes_sense_and_report_the_rest() -> None:
     assert sensors["s"] == SensorInfo("s", "S", "V", "float", ("0", "1"))
     assert len(sensors) == 2 and len(problems) == 1  # non-UTF-8 is kept, losslessly
     assert problems[0].endswith(": <Message #sensor-list short x>")
+
+
+def test_the_registry_holds_plain_tuples_the_collector_stops_tracking() -> None:
+    model = DeviceModel()
+    model.apply(sensors={"s": SensorInfo("s", "S", "V", "float", ("0", "1"))})
+    info = model.sensors["s"]
+    assert isinstance(info, SensorInfo) and info.units == "V"
+    assert model.sensors.get("nope") is None and "s" in model.sensors
+    assert dict(model.sensors.items()) == {"s": info} and len(model.sensors) == 1
+    gc.collect()
+    # A named tuple is never untracked: a fleet's million of them would be scanned by
+    # every full collection.
+    assert not any(gc.is_tracked(fields) for fields in model.sensors.raw.values())
