@@ -1,6 +1,6 @@
 """katcp-inspect against aiokatcp and the katcp-codec ceiling, on a noisy machine.
 
-    python benchmarks/run.py [--runs N] [--quick] [--metrics abcdefhijk] [--profile CLIENT]
+    python benchmarks/run.py [--runs N] [--quick] [--metrics abcdefijkl] [--profile CLIENT]
                              [--baseline REVISION]
 
 Every client runs in a process of its own against flood devices in other processes; the
@@ -39,7 +39,7 @@ FLOOR = "device floor"
 #: Seconds one benchmark process may take (a fleet-scale one: SCALE_TIMEOUT).
 PROCESS_TIMEOUT = 240.0
 SCALE_TIMEOUT = 600.0
-METRICS = "abcdefhijk"
+METRICS = "abcdefijkl"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Plan:
     fleet_sensors: int = 1_000
     fleet_updates_per_device: int = 1_000
     ways_sensors: int = 10_000
-    #: (h)-(k): fleets of these many devices (the last, the full one, for (i)-(k)), each
+    #: (i)-(l): fleets of these many devices (the last, the full one, for (j)-(l)), each
     #: with ``scale_sensors`` sensors, in ``scale_processes`` device processes; at most
     #: ``scale_window`` syncing at a time; runs of their own (each takes minutes).
     scale_devices: tuple[int, ...] = (10, 100, 1_000)
@@ -337,25 +337,25 @@ def _spread(ports: list[int], count: int) -> list[int]:
 def _scale_jobs(plan: Plan, ports: list[int], single_port: int, metrics: str,
                 baseline: Baseline | None) -> tuple[dict[str, tuple[str, dict[str, Any]]],
                                                     dict[str, str]]:
-    """The processes of (h)-(k) (label → scenario and arguments), and the labels that
+    """The processes of (i)-(l) (label → scenario and arguments), and the labels that
     import the baseline."""
     base: dict[str, Any] = {"sensors": plan.scale_sensors, "window": plan.scale_window}
     flow = {"ports": ports, **base, "flood_per_device": plan.scale_flood_per_device,
             "stream_rate": plan.scale_stream_rate,
             "stream_seconds": plan.scale_stream_seconds}
     jobs: dict[str, tuple[str, dict[str, Any]]] = {}
-    if "h" in metrics:
+    if "i" in metrics:
         for count in plan.scale_devices[:-1]:
             jobs[f"sync {count}"] = ("fleet-sync", {"ports": _spread(ports, count), **base})
-    if set(metrics) & set("hjk"):  # the full fleet's process measures all three
+    if set(metrics) & set("ikl"):  # the full fleet's process measures all three
         jobs["flow"] = ("fleet-flow", flow)
-    if "k" in metrics:
+    if "l" in metrics:
         jobs["flow, gc.freeze()"] = ("fleet-flow", {**flow, "freeze": True})
-    if "j" in metrics:
+    if "k" in metrics:
         jobs["single device"] = ("throughput", {
             "client_name": KI, "port": single_port, "sensors": plan.scale_sensors,
             "updates": plan.scale_flood_per_device * len(ports)})
-    if "i" in metrics:
+    if "j" in metrics:
         jobs["memory"] = ("fleet-memory", {"ports": ports, **base})
     sources = {}
     if baseline is not None:
@@ -368,7 +368,7 @@ def _scale_jobs(plan: Plan, ports: list[int], single_port: int, metrics: str,
 
 def metric_scale(plan: Plan, metrics: str, report: Report, runs: int,
                  baseline: Baseline | None) -> None:
-    """(h)-(k): a fleet of devices, each with its sensors, in one client process (see
+    """(i)-(l): a fleet of devices, each with its sensors, in one client process (see
     scale.py)."""
     devices = plan.scale_devices[-1]
     per_process = -(-devices // plan.scale_processes)
@@ -381,18 +381,18 @@ def metric_scale(plan: Plan, metrics: str, report: Report, runs: int,
         single_port = groups[0].ports[-1]
         ports = [port for group in groups for port in group.ports if port != single_port]
         jobs, sources = _scale_jobs(plan, ports, single_port, metrics, baseline)
-        results = interleaved("(h-k)", plan, jobs, report, runs=runs, timeout=SCALE_TIMEOUT,
+        results = interleaved("(i-l)", plan, jobs, report, runs=runs, timeout=SCALE_TIMEOUT,
                               sources=sources)
     full = (plan.scale_devices[-1], plan.scale_sensors, plan.scale_stream_rate) == (
         FULL.scale_devices[-1], FULL.scale_sensors, FULL.scale_stream_rate)
     where = f"{devices:,} devices x {plan.scale_sensors:,} sensors"
-    if "h" in metrics:
-        _rows_sync(plan, results, report, full, baseline)
     if "i" in metrics:
-        _rows_memory(results, report, where, full, baseline)
+        _rows_sync(plan, results, report, full, baseline)
     if "j" in metrics:
-        _rows_throughput(plan, results, report, where, full)
+        _rows_memory(results, report, where, full, baseline)
     if "k" in metrics:
+        _rows_throughput(plan, results, report, where, full)
+    if "l" in metrics:
         _rows_latency(plan, results, report, where, full, baseline)
 
 
@@ -408,7 +408,7 @@ def _rows_sync(plan: Plan, runs: Runs, report: Report, full: bool,
         total = runs.median(label, "seconds")
         last = label == "flow"
         report.rows.append(Row(
-            f"(h) sync of {count:,} devices x {plan.scale_sensors:,} sensors, all sampled "
+            f"(i) sync of {count:,} devices x {plan.scale_sensors:,} sensors, all sampled "
             f"with their values (at most {plan.scale_window} syncing at a time)",
             f"{_fmt(total, seconds)} ({_fmt(per[label], microseconds)}/sensor)", "", "",
             "", "≤ 30 s" if last else "(curve)",
@@ -416,13 +416,13 @@ def _rows_sync(plan: Plan, runs: Runs, report: Report, full: bool,
     first, end = per[labels[0]], per["flow"]
     growth = None if first is None or end is None else end / first
     report.rows.append(Row(
-        "(h) … time per sensor, largest fleet ÷ smallest", "", "", "",
+        "(i) … time per sensor, largest fleet ÷ smallest", "", "", "",
         f"{_fmt(growth, times)}", "≤ 1.25x (does not grow)",
         _met(None if growth is None else growth <= 1.25)))
     for label, name in [("flow", "katcp-inspect")] + (
             [] if baseline is None else [(f"flow, {baseline.label}", baseline.label)]):
         report.rows.append(Row(
-            f"(h) … share of the CPU in the cyclic collector during the largest sync: {name}",
+            f"(i) … share of the CPU in the cyclic collector during the largest sync: {name}",
             f"{_fmt(runs.median(label, 'gc_share'), percent)} of "
             f"{_fmt(runs.median(label, 'cpu_seconds'), seconds)} CPU; sync "
             f"{_fmt(runs.median(label, 'seconds'), seconds)}; RSS +"
@@ -434,13 +434,13 @@ def _rows_memory(runs: Runs, report: Report, where: str, full: bool,
                  baseline: Baseline | None) -> None:
     held = runs.median("memory", "per_sensor")
     report.rows.append(Row(
-        f"(i) memory per cached sensor, {where} synced (tracemalloc, after gc)",
+        f"(j) memory per cached sensor, {where} synced (tracemalloc, after gc)",
         f"{_fmt(held, size)} (peak {_fmt(runs.median('memory', 'peak_per_sensor'), size)})",
         "", "", "", "≤ 1,024 B", _target(None if held is None else held <= 1024, full)))
     if baseline is not None:
         label = f"memory, {baseline.label}"
         report.rows.append(Row(
-            f"(i) … the same with {baseline.label}",
+            f"(j) … the same with {baseline.label}",
             f"{_fmt(runs.median(label, 'per_sensor'), size)} (peak "
             f"{_fmt(runs.median(label, 'peak_per_sensor'), size)})", "", "",
             f"katcp-inspect ÷ baseline = "
@@ -452,7 +452,7 @@ def _rows_throughput(plan: Plan, runs: Runs, report: Report, where: str,
                      full: bool) -> None:
     ratio = runs.median_ratio("rate", "flow", "single device")
     report.rows.append(Row(
-        f"(j) updates/s into the cache and one observer per sensor: {where}, "
+        f"(k) updates/s into the cache and one observer per sensor: {where}, "
         f"{plan.scale_flood_per_device} from every device at once",
         _fmt(runs.median("flow", "rate"), rate), "",
         f"one device, the same {plan.scale_flood_per_device * plan.scale_devices[-1]:,} "
@@ -471,7 +471,7 @@ def _rows_latency(plan: Plan, runs: Runs, report: Report, where: str, full: bool
     for label, name in variants:
         p99 = runs.median(label, "p99")
         report.rows.append(Row(
-            f"(k) device write → observer call at {plan.scale_stream_rate:,} updates/s over "
+            f"(l) device write → observer call at {plan.scale_stream_rate:,} updates/s over "
             f"{where}, an observer on every sensor: {name}",
             f"p50 {_fmt(runs.median(label, 'p50'), milliseconds)}, p99 "
             f"{_fmt(p99, milliseconds)} (observed {_fmt(runs.median(label, 'observed_rate'), rate)}"
@@ -634,7 +634,7 @@ def resolve_baseline(revision: str, stack: contextlib.ExitStack) -> Baseline:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, help="runs per metric (default 5, for h-k 3; "
+    parser.add_argument("--runs", type=int, help="runs per metric (default 5, for i-l 3; "
                                                  "1 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run with smaller workloads, in about a minute")
@@ -645,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead of the table, profile this client's (a) and (b) "
                              "with cProfile and list the functions with the most own time")
     parser.add_argument("--baseline", metavar="REVISION",
-                        help="also measure (a) and (h)-(k) with the katcp_inspect of this "
+                        help="also measure (a) and (i)-(l) with the katcp_inspect of this "
                              "git revision (or of a directory holding one), in the same run")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else Plan()
@@ -664,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline = None if args.baseline is None else resolve_baseline(args.baseline, stack)
         if not run_metrics(plan, args.metrics, args.profile, baseline, report):
             return 0
-    print(f"\nMedians of {plan.runs} run(s) ({plan.scale_runs} for h-k); took "
+    print(f"\nMedians of {plan.runs} run(s) ({plan.scale_runs} for i-l); took "
           f"{time.monotonic() - started:.0f} s.\n")
     print(table(report.rows))
     for problem in report.problems:
@@ -694,7 +694,7 @@ def run_metrics(plan: Plan, metrics: str, profile_client: str | None,
         metric_fleet(plan, report)
     if "f" in metrics:
         metric_ways(plan, report)
-    scale = "".join(letter for letter in metrics if letter in "hijk")
+    scale = "".join(letter for letter in metrics if letter in "ijkl")
     if scale:
         metric_scale(plan, scale, report, plan.scale_runs, baseline)
     return True

@@ -1,4 +1,4 @@
-"""What a client process does for the fleet-scale metrics (h)-(k): many devices, one process.
+"""What a client process does for the fleet-scale metrics (i)-(l): many devices, one process.
 
 One :class:`~katcp_inspect.InspectingClientAsync` per device, all sampled with ``auto``,
 started by :func:`start_fleet` as a fleet would start them: at most ``window`` syncing at a
@@ -113,7 +113,7 @@ async def _timed_sync(ports: list[int], window: int
 
 
 async def fleet_sync(ports: list[int], sensors: int, window: int) -> Result:
-    """(h) Time until every device's client is synced with every value cached; the share
+    """(i) Time until every device's client is synced with every value cached; the share
     of CPU time spent in the collector meanwhile; the resident set's growth per sensor."""
     clients, result = await _timed_sync(ports, window)
     result["rss_per_sensor"] = result.pop("rss_growth") / (sensors * len(ports))
@@ -124,7 +124,7 @@ async def fleet_sync(ports: list[int], sensors: int, window: int) -> Result:
 
 
 async def fleet_memory(ports: list[int], sensors: int, window: int) -> Result:
-    """(i) Python heap per cached sensor once synced: ``tracemalloc``'s traced size after
+    """(j) Python heap per cached sensor once synced: ``tracemalloc``'s traced size after
     ``gc``, minus the same before the clients were made (every fixed cost included)."""
     tracemalloc.start()
     gc.collect()
@@ -170,7 +170,7 @@ class LatencyObserver:
 
 
 async def _flood(clients: list[InspectingClientAsync], sensors: int, updates: int) -> Result:
-    """(j) Every device floods ``updates`` lines at once: aggregate updates/s into the cache
+    """(k) Every device floods ``updates`` lines at once: aggregate updates/s into the cache
     and one counting observer per sensor, until the last has been observed."""
     tally = Tally(updates * len(clients))
     counters = []
@@ -197,7 +197,7 @@ async def _flood(clients: list[InspectingClientAsync], sensors: int, updates: in
 
 async def _stream(clients: list[InspectingClientAsync], per_second: float,
                   seconds: float) -> Result:
-    """(k) Every device streams time-stamped updates at ``per_second`` in all (spread
+    """(l) Every device streams time-stamped updates at ``per_second`` in all (spread
     evenly) for ``seconds``: the delay from the device's write to the observer's call, and
     the CPU time the collector took meanwhile."""
     observer = LatencyObserver(time.time() + LATENCY_WARMUP)
@@ -223,7 +223,7 @@ async def _stream(clients: list[InspectingClientAsync], per_second: float,
 
 async def fleet_flow(ports: list[int], sensors: int, window: int, flood_per_device: int,
                      stream_rate: float, stream_seconds: float, freeze: bool = False) -> Result:
-    """(h) at full size, then (k) and (j) with the same clients: the sync (timed, with the
+    """(i) at full size, then (l) and (k) with the same clients: the sync (timed, with the
     collector's share), a steady stream, a flood from every device at once. ``freeze``: call
     ``gc.freeze()`` once synced, as an application may (see docs/performance.md)."""
     clients, result = await _timed_sync(ports, window)
