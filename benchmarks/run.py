@@ -664,7 +664,8 @@ def main(argv: list[str] | None = None) -> int:
         baseline = None if args.baseline is None else resolve_baseline(args.baseline, stack)
         if not run_metrics(plan, args.metrics, args.profile, baseline, report):
             return 0
-    print(f"\nMedians of {plan.runs} run(s) ({plan.scale_runs} for i-l); took "
+    scale_runs = f" ({plan.scale_runs} for i-l)" if set(args.metrics) & set("ijkl") else ""
+    print(f"\nMedians of {plan.runs} run(s){scale_runs}; took "
           f"{time.monotonic() - started:.0f} s.\n")
     print(table(report.rows))
     for problem in report.problems:
