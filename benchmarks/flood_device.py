@@ -1,13 +1,17 @@
 """A minimal KATCP 5.1 device (flags ``MIB``) on plain asyncio, built to cost its clients nothing.
 
 It answers what a sync needs (``?help``, ``?sensor-list``, ``?sensor-sampling`` including
-bulk, ``?watchdog``) from pre-built bytes, and three benchmark requests:
+bulk, ``?watchdog``) from pre-built bytes, and four benchmark requests:
 
 - ``?flood`` writes a pre-built buffer of ``#sensor-status`` lines (see :mod:`wire`) to the
   requesting connection in one go, then replies ``ok <count>``, so the client is the bottleneck;
 - ``?restart`` replies ``ok <t>``, where ``t`` is ``time.monotonic()`` of the moment the device
   then closes every connection and its listening socket; it listens again on the same port
   ``RESTART_GAP`` seconds later, with fresh values (the next generation);
+- ``?stream <per-second> <seconds>`` replies ``ok`` at once, then sends that many
+  ``#sensor-status`` lines a second for that long (round-robin over the sensors), each stamped
+  with the moment it is written (``time.time()``), so that a client can measure the latency;
+  one timer per process (:class:`Streams`) writes for every streaming device;
 - every sampled sensor gets its current value at once, before the ``?sensor-sampling`` reply.
 
 Sampling strategies are accepted and otherwise ignored: the device only sends what it is told to.
@@ -26,6 +30,8 @@ import wire
 
 #: How long a restarting device stays away.
 RESTART_GAP = 0.005
+#: Seconds between two writes of a streaming device.
+STREAM_TICK = 0.01
 GREETING = (b"#version-connect katcp-protocol 5.1-MIB\n"
             b"#version-connect katcp-library benchmark-flood-device-1.0\n")
 REQUESTS = {
@@ -35,6 +41,7 @@ REQUESTS = {
     b"watchdog": b"Check\\_liveness",
     b"flood": b"Send\\_the\\_pre-built\\_#sensor-status\\_flood",
     b"restart": b"Close\\_everything\\_and\\_listen\\_again\\_with\\_fresh\\_values",
+    b"stream": b"Send\\_time-stamped\\_updates\\_at\\_a\\_steady\\_rate",
 }
 _REPLY = katcp_codec.MessageType.REPLY
 
@@ -45,6 +52,54 @@ def _reply(name: bytes, mid: int | None, *args: bytes) -> bytes:
 
 def _inform_prefix(name: bytes, mid: int | None) -> bytes:
     return b"#" + name if mid is None else b"#%s[%d]" % (name, mid)
+
+
+class _Stream:
+    """One ``?stream``: where to, how fast, until when, and how far it got."""
+
+    __slots__ = ("end", "names", "per_second", "sent", "start", "transport")
+
+    def __init__(self, transport: asyncio.Transport, names: list[bytes], per_second: float,
+                 seconds: float) -> None:
+        self.transport = transport
+        self.names = names
+        self.per_second = per_second
+        self.start = time.monotonic()
+        self.end = self.start + seconds
+        self.sent = 0
+
+
+class Streams:
+    """The streams of every device of this process, written by one periodic timer: each
+    stream gets the lines it is due, stamped with the time they are written."""
+
+    def __init__(self) -> None:
+        self._streams: list[_Stream] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, stream: _Stream) -> None:
+        self._streams.append(stream)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(STREAM_TICK, self._tick)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for stream in self._streams:
+            due = int((min(now, stream.end) - stream.start) * stream.per_second) - stream.sent
+            if due > 0 and not stream.transport.is_closing():
+                stamp = b"%.6f" % time.time()
+                names = stream.names
+                first = stream.sent
+                stream.transport.write(b"".join(
+                    b"#sensor-status %s 1 %s nominal %d\n" % (stamp, names[i % len(names)], i)
+                    for i in range(first, first + due)))
+                stream.sent += due
+        self._streams = [s for s in self._streams if s.end > now and not s.transport.is_closing()]
+        self._timer = (asyncio.get_running_loop().call_later(STREAM_TICK, self._tick)
+                       if self._streams else None)
+
+
+STREAMS = Streams()
 
 
 class FloodDevice:
@@ -145,6 +200,15 @@ class FloodDevice:
         loop = asyncio.get_running_loop()
         loop.call_later(RESTART_GAP, lambda: loop.create_task(self.listen(self.port)))
 
+    def _stream(self, transport: asyncio.Transport, mid: int | None, args: list[bytes]) -> None:
+        try:
+            per_second, seconds = float(args[0]), float(args[1])
+        except (IndexError, ValueError):
+            transport.write(_reply(b"stream", mid, b"fail", b"need per-second and seconds"))
+            return
+        transport.write(_reply(b"stream", mid, b"ok"))
+        STREAMS.add(_Stream(transport, list(self._index), per_second, seconds))
+
     _handlers: dict[bytes, Callable[[FloodDevice, asyncio.Transport, int | None, list[bytes]],
                                     None]] = {
         b"help": _help,
@@ -153,6 +217,7 @@ class FloodDevice:
         b"watchdog": _watchdog,
         b"flood": _flood_request,
         b"restart": _restart,
+        b"stream": _stream,
     }
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import TracebackType
@@ -73,13 +74,30 @@ class Devices:
         _reap(self._process)
 
 
-def run_scenario(scenario: str, kwargs: dict[str, Any], timeout: float) -> dict[str, Any]:
+@contextlib.contextmanager
+def _importing_from(path: str | None) -> Iterator[None]:
+    """Processes started meanwhile import ``katcp_inspect`` from ``path`` (a spawned process
+    takes this process's ``sys.path``, read when it is started)."""
+    if path is None:
+        yield
+        return
+    sys.path.insert(0, path)
+    try:
+        yield
+    finally:
+        sys.path.remove(path)
+
+
+def run_scenario(scenario: str, kwargs: dict[str, Any], timeout: float,
+                 katcp_inspect_from: str | None = None) -> dict[str, Any]:
     """Run one scenario in a fresh process; its result, or a ``problem`` if it failed,
-    died or took longer than ``timeout`` seconds."""
+    died or took longer than ``timeout`` seconds. ``katcp_inspect_from``: a directory
+    holding another ``katcp_inspect`` (a baseline) for the process to import."""
     results, child = _SPAWN.Pipe(duplex=False)
     process = _SPAWN.Process(target=scenarios.child_main, args=(scenario, kwargs, child),
                              daemon=True)
-    process.start()
+    with _importing_from(katcp_inspect_from):
+        process.start()
     child.close()
     try:
         if results.poll(timeout):

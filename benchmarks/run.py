@@ -1,6 +1,7 @@
 """katcp-inspect against aiokatcp and the katcp-codec ceiling, on a noisy machine.
 
-    python benchmarks/run.py [--runs N] [--quick] [--metrics abcde] [--profile CLIENT]
+    python benchmarks/run.py [--runs N] [--quick] [--metrics abcdefijkl] [--profile CLIENT]
+                             [--baseline REVISION]
 
 Every client runs in a process of its own against flood devices in other processes; the
 clients of a metric take turns within each run (the order rotates from run to run), and the
@@ -17,6 +18,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
@@ -34,8 +36,10 @@ AIO = Aiokatcp.label
 CEILING = "codec+dict"
 CEILING_SOCKET = "codec+dict, socket"
 CEILING_CORE = "codec core+dict"
-#: Seconds one benchmark process may take.
+#: Seconds one benchmark process may take (a fleet-scale one: SCALE_TIMEOUT).
 PROCESS_TIMEOUT = 240.0
+SCALE_TIMEOUT = 600.0
+METRICS = "abcdefhijkl"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +57,36 @@ class Plan:
     fleet_sensors: int = 1_000
     fleet_updates_per_device: int = 1_000
     ways_sensors: int = 10_000
+    #: (i)-(l): fleets of these many devices (the last, the full one, for (j)-(l)), each
+    #: with ``scale_sensors`` sensors, in ``scale_processes`` device processes; at most
+    #: ``scale_window`` syncing at a time; runs of their own (each takes minutes).
+    scale_devices: tuple[int, ...] = (10, 100, 1_000)
+    scale_sensors: int = 1_000
+    scale_processes: int = 4
+    scale_window: int = 100
+    scale_flood_per_device: int = 200
+    scale_stream_rate: int = 100_000
+    scale_stream_seconds: float = 5.0
+    scale_runs: int = 3
+    quick: bool = False
 
 
 QUICK = Plan(runs=1, throughput_updates=50_000, restarts_per_run=3, fleet_devices=20,
-             fleet_processes=2, fleet_updates_per_device=500, ways_sensors=2_000)
+             fleet_processes=2, fleet_updates_per_device=500, ways_sensors=2_000,
+             scale_devices=(5, 20), scale_sensors=200, scale_processes=2, scale_window=10,
+             scale_stream_rate=4_000, scale_stream_seconds=1.5, scale_runs=1,
+             quick=True)
+#: The sizes issue 14's targets are set for (others, e.g. --quick, are smoke runs).
+FULL = Plan()
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """Another katcp-inspect to measure beside this one: a label and where it is imported
+    from (a directory holding its ``katcp_inspect``)."""
+
+    label: str
+    path: str
 
 
 @dataclasses.dataclass
@@ -123,15 +153,19 @@ def rotations(labels: Sequence[str], runs: int) -> Iterator[tuple[int, list[str]
 
 
 def interleaved(metric: str, plan: Plan, jobs: dict[str, tuple[str, dict[str, Any]]],
-                report: Report) -> Runs:
-    """Run every job (label → scenario and its arguments) once per run, in rotating order."""
+                report: Report, *, runs: int | None = None, timeout: float = PROCESS_TIMEOUT,
+                sources: dict[str, str] | None = None) -> Runs:
+    """Run every job (label → scenario and its arguments) once per run, in rotating order;
+    ``sources``: labels whose process imports katcp_inspect from elsewhere (a baseline)."""
     per_run = []
-    for run, order in rotations(list(jobs), plan.runs):
+    runs = plan.runs if runs is None else runs
+    for run, order in rotations(list(jobs), runs):
         results = {}
         for label in order:
             scenario, kwargs = jobs[label]
-            results[label] = processes.run_scenario(scenario, kwargs, PROCESS_TIMEOUT)
-            log(f"{metric} run {run + 1}/{plan.runs} {label}: "
+            results[label] = processes.run_scenario(scenario, kwargs, timeout,
+                                                    (sources or {}).get(label))
+            log(f"{metric} run {run + 1}/{runs} {label}: "
                 + ", ".join(f"{k}={_short(v)}" for k, v in results[label].items()
                             if k != "profile"))
         per_run.append(results)
@@ -174,20 +208,37 @@ def times(value: float) -> str:
     return f"{value:.2f}x"
 
 
+def percent(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def milliseconds(value: float) -> str:
+    return f"{value * 1000:.1f} ms"
+
+
+def microseconds(value: float) -> str:
+    return f"{value * 1e6:.1f} µs"
+
+
 # ---------------------------------------------------------------------- the metrics
 
 
-def metric_throughput(plan: Plan, port: int, report: Report) -> None:
+def metric_throughput(plan: Plan, port: int, report: Report,
+                      baseline: Baseline | None = None) -> None:
     sizes: dict[str, Any] = {"sensors": plan.throughput_sensors,
                              "updates": plan.throughput_updates}
     args = {"port": port, **sizes}
-    runs = interleaved("(a)", plan, {
+    jobs = {
         KI: ("throughput", {"client_name": KI, **args}),
         AIO: ("throughput", {"client_name": AIO, **args}),
         CEILING: ("ceiling", sizes),
         CEILING_SOCKET: ("ceiling-socket", args),
         CEILING_CORE: ("ceiling", {**sizes, "core": True}),
-    }, report)
+    }
+    if baseline is not None:
+        jobs[baseline.label] = ("throughput", {"client_name": KI, **args})
+    runs = interleaved("(a)", plan, jobs, report,
+                       sources=None if baseline is None else {baseline.label: baseline.path})
     vs_aio = runs.median_ratio("rate", KI, AIO)
     vs_ceiling = runs.median_ratio("rate", CEILING, KI)
     vs_core = runs.median_ratio("rate", CEILING_CORE, KI)
@@ -205,6 +256,13 @@ def metric_throughput(plan: Plan, port: int, report: Report) -> None:
     report.rows.append(Row(
         "", "", "", "", f"core-parser ceiling ÷ katcp-inspect = {_fmt(vs_core, times)}",
         "(reference)"))
+    if baseline is not None:
+        vs_base = runs.median_ratio("rate", KI, baseline.label)
+        report.rows.append(Row(
+            f"(a) … the same with {baseline.label}",
+            _fmt(runs.median(baseline.label, "rate"), rate), "", "",
+            f"katcp-inspect ÷ baseline = {_fmt(vs_base, times)}", "≥ 0.95x (no slower)",
+            _met(None if vs_base is None else vs_base >= 0.95)))
 
 
 def metric_sync(plan: Plan, port: int, report: Report) -> None:
@@ -270,6 +328,157 @@ def metric_fleet(plan: Plan, report: Report) -> None:
     report.rows.append(Row(
         f"(e) … then {plan.fleet_updates_per_device:,} updates from every device at once",
         _fmt(runs.median(KI, "rate"), rate), "", "", "", "(reference)"))
+
+
+def _spread(ports: list[int], count: int) -> list[int]:
+    """``count`` of ``ports``, spread evenly (so over every device process)."""
+    step = len(ports) / count
+    return [ports[int(i * step)] for i in range(count)]
+
+
+def _scale_jobs(plan: Plan, ports: list[int], single_port: int, metrics: str,
+                baseline: Baseline | None) -> tuple[dict[str, tuple[str, dict[str, Any]]],
+                                                    dict[str, str]]:
+    """The processes of (i)-(l) (label → scenario and arguments), and the labels that
+    import the baseline."""
+    base: dict[str, Any] = {"sensors": plan.scale_sensors, "window": plan.scale_window}
+    flow = {"ports": ports, **base, "flood_per_device": plan.scale_flood_per_device,
+            "stream_rate": plan.scale_stream_rate,
+            "stream_seconds": plan.scale_stream_seconds}
+    jobs: dict[str, tuple[str, dict[str, Any]]] = {}
+    if "i" in metrics:
+        for count in plan.scale_devices[:-1]:
+            jobs[f"sync {count}"] = ("fleet-sync", {"ports": _spread(ports, count), **base})
+    if set(metrics) & set("ikl"):  # the full fleet's process measures all three
+        jobs["flow"] = ("fleet-flow", flow)
+    if "l" in metrics:
+        jobs["flow, gc.freeze()"] = ("fleet-flow", {**flow, "freeze": True})
+    if "k" in metrics:
+        jobs["single device"] = ("throughput", {
+            "client_name": KI, "port": single_port, "sensors": plan.scale_sensors,
+            "updates": plan.scale_flood_per_device * len(ports)})
+    if "j" in metrics:
+        jobs["memory"] = ("fleet-memory", {"ports": ports, **base})
+    sources = {}
+    if baseline is not None:
+        for label in ("flow", "memory"):
+            if label in jobs:
+                jobs[f"{label}, {baseline.label}"] = jobs[label]
+                sources[f"{label}, {baseline.label}"] = baseline.path
+    return jobs, sources
+
+
+def metric_scale(plan: Plan, metrics: str, report: Report, runs: int,
+                 baseline: Baseline | None) -> None:
+    """(i)-(l): a fleet of devices, each with its sensors, in one client process (see
+    scale.py)."""
+    devices = plan.scale_devices[-1]
+    per_process = -(-devices // plan.scale_processes)
+    spec = (plan.scale_sensors, plan.scale_flood_per_device)
+    with contextlib.ExitStack() as stack:
+        groups = [stack.enter_context(processes.Devices(
+            [spec] * min(per_process, devices - start)
+            + ([(plan.scale_sensors, plan.scale_flood_per_device * devices)] if not start
+               else []))) for start in range(0, devices, per_process)]
+        single_port = groups[0].ports[-1]
+        ports = [port for group in groups for port in group.ports if port != single_port]
+        jobs, sources = _scale_jobs(plan, ports, single_port, metrics, baseline)
+        results = interleaved("(i-l)", plan, jobs, report, runs=runs, timeout=SCALE_TIMEOUT,
+                              sources=sources)
+    full = (plan.scale_devices[-1], plan.scale_sensors, plan.scale_stream_rate) == (
+        FULL.scale_devices[-1], FULL.scale_sensors, FULL.scale_stream_rate)
+    where = f"{devices:,} devices x {plan.scale_sensors:,} sensors"
+    if "i" in metrics:
+        _rows_sync(plan, results, report, full, baseline)
+    if "j" in metrics:
+        _rows_memory(results, report, where, full, baseline)
+    if "k" in metrics:
+        _rows_throughput(plan, results, report, where, full)
+    if "l" in metrics:
+        _rows_latency(plan, results, report, where, full, baseline)
+
+
+def _target(ok: bool | None, full: bool) -> str:
+    return _met(ok) if full else "n/a (not the issue's sizes)"
+
+
+def _rows_sync(plan: Plan, runs: Runs, report: Report, full: bool,
+               baseline: Baseline | None) -> None:
+    labels = [f"sync {n}" for n in plan.scale_devices[:-1]] + ["flow"]
+    per = {label: runs.median(label, "per_sensor") for label in labels}
+    for count, label in zip(plan.scale_devices, labels):
+        total = runs.median(label, "seconds")
+        last = label == "flow"
+        report.rows.append(Row(
+            f"(i) sync of {count:,} devices x {plan.scale_sensors:,} sensors, all sampled "
+            f"with their values (at most {plan.scale_window} syncing at a time)",
+            f"{_fmt(total, seconds)} ({_fmt(per[label], microseconds)}/sensor)", "", "",
+            "", "≤ 30 s" if last else "(curve)",
+            _target(None if total is None else total <= 30, full) if last else ""))
+    first, end = per[labels[0]], per["flow"]
+    growth = None if first is None or end is None else end / first
+    report.rows.append(Row(
+        "(i) … time per sensor, largest fleet ÷ smallest", "", "", "",
+        f"{_fmt(growth, times)}", "≤ 1.25x (does not grow)",
+        _met(None if growth is None else growth <= 1.25)))
+    for label, name in [("flow", "katcp-inspect")] + (
+            [] if baseline is None else [(f"flow, {baseline.label}", baseline.label)]):
+        report.rows.append(Row(
+            f"(i) … share of the CPU in the cyclic collector during the largest sync: {name}",
+            f"{_fmt(runs.median(label, 'gc_share'), percent)} of "
+            f"{_fmt(runs.median(label, 'cpu_seconds'), seconds)} CPU; sync "
+            f"{_fmt(runs.median(label, 'seconds'), seconds)}; RSS +"
+            f"{_fmt(runs.median(label, 'rss_per_sensor'), size)}/sensor", "", "", "",
+            "(before/after)"))
+
+
+def _rows_memory(runs: Runs, report: Report, where: str, full: bool,
+                 baseline: Baseline | None) -> None:
+    held = runs.median("memory", "per_sensor")
+    report.rows.append(Row(
+        f"(j) memory per cached sensor, {where} synced (tracemalloc, after gc)",
+        f"{_fmt(held, size)} (peak {_fmt(runs.median('memory', 'peak_per_sensor'), size)})",
+        "", "", "", "≤ 1,024 B", _target(None if held is None else held <= 1024, full)))
+    if baseline is not None:
+        label = f"memory, {baseline.label}"
+        report.rows.append(Row(
+            f"(j) … the same with {baseline.label}",
+            f"{_fmt(runs.median(label, 'per_sensor'), size)} (peak "
+            f"{_fmt(runs.median(label, 'peak_per_sensor'), size)})", "", "",
+            f"katcp-inspect ÷ baseline = "
+            f"{_fmt(runs.median_ratio('per_sensor', 'memory', label), times)}",
+            "(reference)"))
+
+
+def _rows_throughput(plan: Plan, runs: Runs, report: Report, where: str,
+                     full: bool) -> None:
+    ratio = runs.median_ratio("rate", "flow", "single device")
+    report.rows.append(Row(
+        f"(k) updates/s into the cache and one observer per sensor: {where}, "
+        f"{plan.scale_flood_per_device} from every device at once",
+        _fmt(runs.median("flow", "rate"), rate), "",
+        f"one device, the same {plan.scale_flood_per_device * plan.scale_devices[-1]:,} "
+        f"updates: {_fmt(runs.median('single device', 'rate'), rate)}",
+        f"fleet ÷ one device = {_fmt(ratio, times)}", "≥ 0.70x",
+        _target(None if ratio is None else ratio >= 0.7, full)))
+
+
+def _rows_latency(plan: Plan, runs: Runs, report: Report, where: str, full: bool,
+                  baseline: Baseline | None) -> None:
+    variants = [("flow", "katcp-inspect"), ("flow, gc.freeze()", "… with gc.freeze() once "
+                                                                  "synced (an application's "
+                                                                  "choice)")]
+    if baseline is not None:
+        variants.append((f"flow, {baseline.label}", f"… {baseline.label}"))
+    for label, name in variants:
+        p99 = runs.median(label, "p99")
+        report.rows.append(Row(
+            f"(l) device write → observer call at {plan.scale_stream_rate:,} updates/s over "
+            f"{where}, an observer on every sensor: {name}",
+            f"p50 {_fmt(runs.median(label, 'p50'), milliseconds)}, p99 "
+            f"{_fmt(p99, milliseconds)} (observed {_fmt(runs.median(label, 'observed_rate'), rate)}"
+            f"; collector {_fmt(runs.median(label, 'stream_gc_seconds'), seconds)})", "", "",
+            "", "p99 ≤ 20 ms", _target(None if p99 is None else p99 <= 0.020, full)))
 
 
 def metric_ways(plan: Plan, report: Report) -> None:
@@ -417,59 +626,91 @@ def profile(plan: Plan, client: str, ports: list[int]) -> None:
                   plan.sync_sensors, "sensor")
 
 
+def resolve_baseline(revision: str, stack: contextlib.ExitStack) -> Baseline:
+    """A directory holding a ``katcp_inspect`` as is, or a git revision of this repository,
+    extracted (``git archive``) into a temporary directory for as long as ``stack`` lasts."""
+    if Path(revision, "katcp_inspect").is_dir():
+        return Baseline(f"baseline {revision}", str(Path(revision).resolve()))
+    where = stack.enter_context(tempfile.TemporaryDirectory(prefix="katcp-inspect-baseline-"))
+    repository = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "archive", revision, "katcp_inspect"], cwd=repository,
+                             capture_output=True, check=True, timeout=60).stdout
+    subprocess.run(["tar", "-x", "-C", where], input=archive, check=True, timeout=60)
+    return Baseline(f"baseline {revision}", where)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, help="runs per metric (default 5; 1 with --quick)")
+    parser.add_argument("--runs", type=int, help="runs per metric (default 5, for i-l 3; "
+                                                 "1 with --quick)")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run with smaller workloads, in well under a minute")
-    parser.add_argument("--metrics", default="abcdefh",
-                        help="which metrics to run, e.g. 'ab' (default: abcdefh; "
+                        help="a smoke run with smaller workloads, in about a minute")
+    parser.add_argument("--metrics", default=METRICS,
+                        help=f"which metrics to run, e.g. 'ab' (default: {METRICS}; "
                              "f includes g)")
     parser.add_argument("--profile", choices=[KI, AIO],
                         help="instead of the table, profile this client's (a) and (b) "
                              "with cProfile and list the functions with the most own time")
+    parser.add_argument("--baseline", metavar="REVISION",
+                        help="also measure (a) and (i)-(l) with the katcp_inspect of this "
+                             "git revision (or of a directory holding one), in the same run")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else Plan()
     if args.runs is not None:
         if args.runs < 1:
             parser.error("--runs must be at least 1")
-        plan = dataclasses.replace(plan, runs=args.runs)
-    if set(args.metrics) - set("abcdefh"):
-        parser.error("--metrics takes letters from 'abcdefh'")
+        plan = dataclasses.replace(plan, runs=args.runs, scale_runs=args.runs)
+    if set(args.metrics) - set(METRICS):
+        parser.error(f"--metrics takes letters from '{METRICS}'")
 
     print("\n".join(machine()))
     print(f"Command: python benchmarks/run.py {' '.join(argv or sys.argv[1:])}".rstrip())
     started = time.monotonic()
     report = Report()
-    specs = [(plan.throughput_sensors, plan.throughput_updates), (plan.sync_sensors, 0),
-             (plan.restart_sensors, 0)]
-    with processes.Devices(specs) as devices:
-        throughput_port, sync_port, restart_port = devices.ports
-        if args.profile:
-            profile(plan, args.profile, [throughput_port, sync_port])
+    with contextlib.ExitStack() as stack:
+        baseline = None if args.baseline is None else resolve_baseline(args.baseline, stack)
+        if not run_metrics(plan, args.metrics, args.profile, baseline, report):
             return 0
-        if "a" in args.metrics:
-            metric_throughput(plan, throughput_port, report)
-        if "b" in args.metrics:
-            metric_sync(plan, sync_port, report)
-        if "c" in args.metrics:
-            metric_memory(plan, sync_port, report)
-        if "d" in args.metrics:
-            metric_restart(plan, restart_port, report)
-    if "e" in args.metrics:
-        metric_fleet(plan, report)
-    if "f" in args.metrics:
-        metric_ways(plan, report)
-    if "h" in args.metrics:
-        for what, measured, target, met in redis_mirror.metric(args.quick):
-            report.rows.append(Row(what, ki=measured, target=target, met=met))
-            if met == "NO":
-                report.problems.append(f"{what}: {measured}, target {target}")
-    print(f"\nMedians of {plan.runs} run(s); took {time.monotonic() - started:.0f} s.\n")
+    scale_runs = f" ({plan.scale_runs} for i-l)" if set(args.metrics) & set("ijkl") else ""
+    print(f"\nMedians of {plan.runs} run(s){scale_runs}; took "
+          f"{time.monotonic() - started:.0f} s.\n")
     print(table(report.rows))
     for problem in report.problems:
         print(f"\nCHECK FAILED: {problem}")
     return 1 if report.problems else 0
+
+
+def run_metrics(plan: Plan, metrics: str, profile_client: str | None,
+                baseline: Baseline | None, report: Report) -> bool:
+    """Run the metrics asked for into ``report``; False if a profile was printed instead."""
+    specs = [(plan.throughput_sensors, plan.throughput_updates), (plan.sync_sensors, 0),
+             (plan.restart_sensors, 0)]
+    with processes.Devices(specs) as devices:
+        throughput_port, sync_port, restart_port = devices.ports
+        if profile_client:
+            profile(plan, profile_client, [throughput_port, sync_port])
+            return False
+        if "a" in metrics:
+            metric_throughput(plan, throughput_port, report, baseline)
+        if "b" in metrics:
+            metric_sync(plan, sync_port, report)
+        if "c" in metrics:
+            metric_memory(plan, sync_port, report)
+        if "d" in metrics:
+            metric_restart(plan, restart_port, report)
+    if "e" in metrics:
+        metric_fleet(plan, report)
+    if "f" in metrics:
+        metric_ways(plan, report)
+    if "h" in metrics:
+        for what, measured, target, met in redis_mirror.metric(plan.quick):
+            report.rows.append(Row(what, ki=measured, target=target, met=met))
+            if met == "NO":
+                report.problems.append(f"{what}: {measured}, target {target}")
+    scale = "".join(letter for letter in metrics if letter in "ijkl")
+    if scale:
+        metric_scale(plan, scale, report, plan.scale_runs, baseline)
+    return True
 
 
 if __name__ == "__main__":

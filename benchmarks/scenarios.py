@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import ceiling
+import scale
 import ways
 import wire
 from clients import CLIENTS, BenchClient, CountingObserver, FreshObserver, Tally
@@ -176,6 +177,9 @@ SCENARIOS: dict[str, Callable[..., Coroutine[Any, Any, Result]]] = {
     "restart": restart,
     "fleet": fleet,
     "ceiling-socket": ceiling.over_socket,
+    "fleet-sync": scale.fleet_sync,
+    "fleet-memory": scale.fleet_memory,
+    "fleet-flow": scale.fleet_flow,
 }
 
 

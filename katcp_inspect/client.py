@@ -29,7 +29,7 @@ from .errors import (
 )
 from .inform_routing import ArgumentsHook, InformHook
 from .message import ArgumentLike, Message, MessageType, MidLike
-from .requests_table import Reply
+from .requests_table import ArgumentsReply, Reply
 from .waiting import start_task, with_timeout
 
 __all__ = [
@@ -148,6 +148,13 @@ class DeviceClient(ClientCore):
         code = reply.arguments[0] if reply.arguments else b""
         cls = RequestInvalidError if code == b"invalid" else RequestFailedError
         raise cls(reply, informs)
+
+    def request_arguments(self, name: str, *args: ArgumentLike, timeout: float | None = None
+                          ) -> asyncio.Future[ArgumentsReply]:
+        """Like :meth:`request_raw`, with each reply inform as the tuple of its arguments
+        (what a listing's parser reads): a tuple of bytes is an object the garbage collector
+        stops tracking, so a long reply streaming in does not fill its oldest generation."""
+        return self._request(name, args, timeout, None, None, arguments_only=True)
 
     def future_request(self, msg: Message, timeout: float | None = None,
                        use_mid: bool | None = None) -> asyncio.Future[Reply]:

@@ -506,8 +506,13 @@ class ClientCore:
         ids; without an id, requests of the same name are
         sent one at a time, since only the name can match their replies.
         """
+        return self._request(name, args, timeout, mid, use_mid, arguments_only=False)
+
+    def _request(self, name: str, args: tuple[ArgumentLike, ...], timeout: float | None,
+                 mid: MidLike, use_mid: bool | None, *, arguments_only: bool
+                 ) -> asyncio.Future[Any]:
         check_timeout(timeout, "timeout", allow_inf=True)
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
             message = self._request_message(name, args, mid, use_mid)
         except KatcpInspectError as exc:
@@ -515,7 +520,7 @@ class ClientCore:
             return future
         if timeout is None:
             timeout = max(self.default_timeout, self.timeout_hints.get(name, 0.0))
-        self._requests.add(message, future, timeout)
+        self._requests.add(message, future, timeout, arguments_only=arguments_only)
         return future
 
     def _request_message(self, name: str, args: tuple[ArgumentLike, ...], mid: MidLike,

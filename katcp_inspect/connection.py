@@ -24,9 +24,14 @@ from .waiting import start_task
 
 logger = logging.getLogger("katcp_inspect.connection")
 
-#: Bytes asked for per read: large enough that a flood of short lines costs one wake-up per
-#: thousand lines, small enough that parsing one read takes a few milliseconds at most.
+#: The most bytes asked for per read: large enough that a flood of short lines costs one
+#: wake-up per thousand lines, small enough that parsing one read takes a few milliseconds.
 READ_CHUNK = 64 * 1024
+#: Bytes asked for by a read that follows one which emptied the socket: such a read most
+#: likely waits, holding its buffer meanwhile, and a fleet has a thousand idle connections.
+READ_MIN = 4 * 1024
+#: How much larger the next read is after one that filled its buffer (more is waiting).
+READ_GROWTH = 4
 
 #: Seconds of reading after which the read loop lets the event loop run. Tornado completes a
 #: read inline while data is waiting, so a device that sends faster than we parse would
@@ -54,6 +59,15 @@ class Keepalive:
             option = getattr(socket, name, None)
             if option is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(value)))
+
+
+def next_read_size(size: int, got: int) -> int:
+    """Bytes to ask for after a read of ``size`` bytes that got ``got``: more after a full
+    read (a flood is waiting), the least after one that emptied the socket (an idle
+    connection waits with a small buffer)."""
+    if got >= size:
+        return min(size * READ_GROWTH, READ_CHUNK)
+    return READ_MIN
 
 
 def is_line_too_long(error: ValueError) -> bool:
@@ -87,6 +101,8 @@ class Connection:
         self._flush_handle: asyncio.Handle | None = None
         self._close_reason: BaseException | None = None
         self._read_task: asyncio.Future[None] | None = None
+        #: Bytes the next read asks for (see :func:`next_read_size`).
+        self.read_size = READ_MIN
 
     def start(self) -> asyncio.Future[None]:
         """Start reading; the returned task ends once the connection is closed and reported."""
@@ -162,9 +178,7 @@ class Connection:
             logger.exception("Error reporting the end of a connection")
 
     async def _pump(self) -> None:
-        buffer = bytearray(READ_CHUNK)
-        view = memoryview(buffer)
-        parser = self._parser
+        buffer = bytearray(READ_MIN)
         loop = asyncio.get_running_loop()
         yield_at = loop.time() + YIELD_INTERVAL
         while True:
@@ -174,16 +188,25 @@ class Connection:
                 yield_at = loop.time() + YIELD_INTERVAL
             else:
                 n = read.result()
-            items = parser.append(view[:n])
-            if items:
-                self._on_items(items)
-            if parser.buffer_size >= self.max_line_length and self.close_on_long_line \
-                    and not self.closing:
-                self.close(LineTooLongError(
-                    f"line longer than {self.max_line_length} bytes; resetting the connection"))
+            self._feed(memoryview(buffer)[:n])
+            size = next_read_size(len(buffer), n)
+            if size != len(buffer):
+                buffer = bytearray(size)
+            self.read_size = size
             if loop.time() >= yield_at:
                 await asyncio.sleep(0)
                 yield_at = loop.time() + YIELD_INTERVAL
+
+    def _feed(self, data: memoryview) -> None:
+        # Apart from the read loop, so that nothing parsed outlives its chunk while the loop
+        # waits for the next one (a chunk is a thousand messages).
+        items = self._parser.append(data)
+        if items:
+            self._on_items(items)
+        if self._parser.buffer_size >= self.max_line_length and self.close_on_long_line \
+                and not self.closing:
+            self.close(LineTooLongError(
+                f"line longer than {self.max_line_length} bytes; resetting the connection"))
 
     def _reason(self) -> BaseException:
         if self._close_reason is not None:

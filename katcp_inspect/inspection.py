@@ -126,12 +126,13 @@ class Inspector:
         return questions
 
     async def _ask(self, question: Question,
-                   timeout: float) -> tuple[Message | None, list[Message]]:
-        """Send one inspection request. A named one the device refused comes back as
-        ``(None, [])``: the name is unknown, whatever the wording of the refusal (B4)."""
+                   timeout: float) -> tuple[Message | None, list[tuple[bytes, ...]]]:
+        """Send one inspection request; the reply and its informs' arguments. A named one the
+        device refused comes back as ``(None, [])``: the name is unknown, whatever the
+        wording of the refusal (B4)."""
         args = () if question.asked is None else (question.asked,)
-        reply, informs = await self._client.request_raw(question.request, *args,
-                                                        timeout=timeout)
+        reply, informs = await self._client.request_arguments(question.request, *args,
+                                                              timeout=timeout)
         if reply.reply_ok():
             return reply, informs
         if question.asked is not None:

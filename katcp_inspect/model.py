@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Any, NamedTuple, TypeVar, cast
 
 import attrs
 
-from .message import Message
+from .message import Message, MessageType
 from .text import printable
 
 T = TypeVar("T")
+#: The arguments of one inform.
+Arguments = Sequence[bytes]
 
 
 def _text(raw: bytes) -> str:
@@ -38,7 +40,8 @@ class RequestInfo:
 
 class SensorInfo(NamedTuple):
     """What ``?sensor-list`` said about one sensor, as the device wrote it. A named tuple:
-    thousands are built per sync, compared after each, and held for the model's life."""
+    thousands are built per sync and compared after each; the model holds their fields as
+    plain tuples (see :class:`SensorRegistry`)."""
 
     name: str
     description: str
@@ -52,19 +55,23 @@ class SensorInfo(NamedTuple):
         """The info of one ``#sensor-list`` inform's arguments. Units, types and parameters
         repeat across thousands of sensors: each is decoded once per ``shared`` cache and
         the one string shared (interned)."""
-        if len(args) < 4:
-            raise ValueError(f"#sensor-list needs at least 4 arguments, got {len(args)}")
-        if shared is None:
-            shared = {}
-        name = args[0].decode("utf-8", "surrogateescape")
-        return _new_tuple(cls, (
-            name, args[1].decode("utf-8", "surrogateescape"), _shared(shared, args[2]),
-            _shared(shared, args[3]),
-            tuple([_shared(shared, a) for a in args[4:]]) if len(args) > 4 else ()))
+        return _new_tuple(cls, sensor_fields(args, {} if shared is None else shared))
 
 
+#: The fields of a :class:`SensorInfo` in a plain tuple.
+SensorFields = tuple[str, str, str, str, tuple[str, ...]]
 #: Builds a named tuple without its generated ``__new__`` (a third of the cost).
 _new_tuple = tuple.__new__
+
+
+def sensor_fields(args: Arguments, shared: dict[bytes, str]) -> SensorFields:
+    """:meth:`SensorInfo.from_arguments`, as a plain tuple."""
+    if len(args) < 4:
+        raise ValueError(f"#sensor-list needs at least 4 arguments, got {len(args)}")
+    return (args[0].decode("utf-8", "surrogateescape"),
+            args[1].decode("utf-8", "surrogateescape"), _shared(shared, args[2]),
+            _shared(shared, args[3]),
+            tuple([_shared(shared, a) for a in args[4:]]) if len(args) > 4 else ())
 #: Distinct units, types and parameters a listing may share, past which it decodes anew:
 #: a device chooses them, so the cache must not grow without bound.
 MAX_SHARED = 4096
@@ -98,47 +105,106 @@ def summary(description: str) -> str:
     return lines[0].strip() if lines else ""
 
 
-def parse_help(informs: Iterable[Message]) -> tuple[dict[str, str], list[str]]:
-    """``#help name description`` informs → descriptions (their :func:`summary`) by name, and
-    problems found."""
+def _shown(name: str, args: Arguments) -> str:
+    """An inform for a problem's text, as its :class:`Message` shows it."""
+    return repr(Message.trusted(MessageType.INFORM, name, list(args)))
+
+
+def parse_help(informs: Iterable[Arguments]) -> tuple[dict[str, str], list[str]]:
+    """``#help name description`` informs' arguments → descriptions (their :func:`summary`)
+    by name, and problems found."""
     found: dict[str, str] = {}
     problems = []
-    for inform in informs:
-        if not inform.arguments:
-            problems.append(f"#help with no arguments: {inform!r}")
+    for args in informs:
+        if not args:
+            problems.append(f"#help with no arguments: {_shown('help', args)}")
             continue
-        found[_text(inform.arguments[0])] = (
-            summary(_text(inform.arguments[1])) if len(inform.arguments) > 1 else "")
+        found[_text(args[0])] = summary(_text(args[1])) if len(args) > 1 else ""
     return found, problems
 
 
-def parse_timeout_hints(informs: Iterable[Message]) -> tuple[dict[str, float], list[str]]:
-    """``#request-timeout-hint name seconds`` informs → positive hints by name (0 means none)."""
+def parse_timeout_hints(informs: Iterable[Arguments]) -> tuple[dict[str, float], list[str]]:
+    """``#request-timeout-hint name seconds`` informs' arguments → positive hints by name (0
+    means none)."""
     hints: dict[str, float] = {}
     problems = []
-    for inform in informs:
+    for args in informs:
         try:
-            name, value = inform.arguments[0], float(inform.arguments[1])
+            name, value = args[0], float(args[1])
         except (IndexError, ValueError):
-            problems.append(f"bad #request-timeout-hint: {inform!r}")
+            problems.append(f"bad #request-timeout-hint: {_shown('request-timeout-hint', args)}")
             continue
         if value > 0 and math.isfinite(value):
             hints[_text(name)] = value
     return hints, problems
 
 
-def parse_sensor_list(informs: Iterable[Message]) -> tuple[dict[str, SensorInfo], list[str]]:
-    found: dict[str, SensorInfo] = {}
+def parse_sensor_list(informs: Iterable[Arguments]
+                      ) -> tuple[dict[str, SensorFields], list[str]]:
+    """``#sensor-list`` informs' arguments → each sensor's fields (see
+    :class:`SensorRegistry`) by name, and problems found."""
+    found: dict[str, SensorFields] = {}
     problems = []
     shared: dict[bytes, str] = {}
-    for inform in informs:
+    for args in informs:
         try:
-            info = SensorInfo.from_arguments(inform.arguments, shared)
+            fields = sensor_fields(args, shared)
         except ValueError as exc:
-            problems.append(f"{exc}: {inform!r}")
+            problems.append(f"{exc}: {_shown('sensor-list', args)}")
             continue
-        found[info.name] = info
+        found[fields[0]] = fields
     return found, problems
+
+
+def _plain(info: SensorFields) -> SensorFields:
+    """The fields of a :class:`SensorInfo` (or the plain tuple itself) as a plain tuple."""
+    return cast("SensorFields", tuple(info))
+
+
+class SensorRegistry(MutableMapping[str, SensorInfo]):
+    """The model's sensors by name, in the device's order, each a :class:`SensorInfo` when
+    read. Held as plain tuples (:attr:`raw`), which the garbage collector stops tracking,
+    where it would scan a million named tuples in every full collection of a fleet."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: dict[str, SensorFields] | None = None) -> None:
+        self.raw: dict[str, SensorFields] = {} if raw is None else raw
+
+    def __getitem__(self, name: str) -> SensorInfo:
+        return _new_tuple(SensorInfo, self.raw[name])
+
+    def get(self, name: str, default: Any = None) -> Any:
+        fields = self.raw.get(name)
+        return default if fields is None else _new_tuple(SensorInfo, fields)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __setitem__(self, name: str, info: SensorFields) -> None:
+        self.raw[name] = _plain(info)
+
+    def __delitem__(self, name: str) -> None:
+        del self.raw[name]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SensorRegistry):
+            return self.raw == other.raw
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dict
+
+    def copy(self) -> SensorRegistry:
+        return SensorRegistry(dict(self.raw))
+
+    def __repr__(self) -> str:
+        return f"SensorRegistry({self.raw!r})"
 
 
 @attrs.frozen
@@ -189,8 +255,10 @@ def _count(reply: Message) -> int | None:
         return None
 
 
-def read_answer(question: Question, reply: Message | None, informs: list[Message]) -> Answer:
-    """Parse the answer to ``question`` (``reply`` None: a named question the device refused,
+def read_answer(question: Question, reply: Message | None, informs: Sequence[Arguments]
+                ) -> Answer:
+    """Parse the answer to ``question`` from its reply and its informs' arguments (``reply``
+    None: a named question the device refused,
     which says the name is unknown, whatever the wording). It cannot be the reply to the
     question if its count (``!name ok N``) matches neither the informs that came nor the
     well-formed ones, or if a named question's answer names anything else: without message
@@ -234,7 +302,7 @@ def _diff(old: Mapping[str, T], new: Mapping[str, T]) -> AttrDict | None:
 @attrs.frozen
 class Snapshot:
     requests: Mapping[str, RequestInfo]
-    sensors: Mapping[str, SensorInfo]
+    sensors: SensorRegistry
 
 
 class DeviceModel:
@@ -242,16 +310,18 @@ class DeviceModel:
 
     def __init__(self) -> None:
         self.requests: dict[str, RequestInfo] = {}
-        self.sensors: dict[str, SensorInfo] = {}
+        self.sensors = SensorRegistry()
 
     def apply(self, requests: Mapping[str, RequestInfo] | None = None,
-              sensors: Mapping[str, SensorInfo] | None = None,
+              sensors: Mapping[str, SensorFields] | None = None,
               asked_request: str | None = None, asked_sensor: str | None = None) -> None:
-        """Apply one inspection's results (``None`` for a part that was not inspected)."""
+        """Apply one inspection's results (``None`` for a part that was not inspected);
+        ``sensors`` as :class:`SensorInfo` or their plain fields."""
         if requests is not None:
             _merge(self.requests, requests, asked_request)
         if sensors is not None:
-            _merge(self.sensors, sensors, asked_sensor)
+            _merge(self.sensors.raw, {name: _plain(info) for name, info in sensors.items()},
+                   asked_sensor)
 
     def apply_answers(self, answers: Iterable[Answer]) -> None:
         """Apply every answer of one inspection: a whole listing replaces its half; a named
@@ -277,12 +347,12 @@ class DeviceModel:
         than the model does (unparsable informs contradict nothing)."""
         if inform.name == "sensor-list":
             try:
-                info = SensorInfo.from_arguments(inform.arguments)
+                fields = sensor_fields(inform.arguments, {})
             except ValueError:
                 return False
-            return self.sensors.get(info.name) != info
+            return self.sensors.raw.get(fields[0]) != fields
         if inform.name == "help" and inform.arguments:
-            found, _ = parse_help([inform])
+            found, _ = parse_help([inform.arguments])
             return any(self._description(name) != text for name, text in found.items())
         return False
 
@@ -291,15 +361,17 @@ class DeviceModel:
         return None if info is None else info.description
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(dict(self.requests), dict(self.sensors))
+        return Snapshot(dict(self.requests), self.sensors.copy())
 
     def changes_since(self, snapshot: Snapshot) -> AttrDict | None:
         """What changed since ``snapshot``, in katcp-python's shape: ``None``, or an
         :class:`AttrDict` with ``requests`` and/or ``sensors``, each holding ``added`` and
         ``removed`` name sets; a modified item is in both."""
         changes = AttrDict()
-        for part, old, new in (("requests", snapshot.requests, self.requests),
-                               ("sensors", snapshot.sensors, self.sensors)):
+        parts: tuple[tuple[str, Mapping[str, Any], Mapping[str, Any]], ...] = (
+            ("requests", snapshot.requests, self.requests),
+            ("sensors", snapshot.sensors.raw, self.sensors.raw))
+        for part, old, new in parts:
             diff = _diff(old, new)
             if diff is not None:
                 changes[part] = diff

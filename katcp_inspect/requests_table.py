@@ -22,20 +22,25 @@ from .text import printable
 from .waiting import Timer
 
 Reply = tuple[Message, list[Message]]
+#: A reply and its informs, each as the tuple of its arguments.
+ArgumentsReply = tuple[Message, list[tuple[bytes, ...]]]
 CallLater = Callable[..., Timer]
 
 
 class PendingRequest:
     """A request in flight (or queued behind another of the same name on a device without ids)."""
 
-    __slots__ = ("future", "inform_bytes", "informs", "key", "message", "overflowed", "sent",
-                 "timeout_handle")
+    __slots__ = ("arguments_only", "future", "inform_bytes", "informs", "key", "message",
+                 "overflowed", "sent", "timeout_handle")
 
-    def __init__(self, message: Message, future: asyncio.Future[Reply]) -> None:
+    def __init__(self, message: Message, future: asyncio.Future[Any],
+                 arguments_only: bool = False) -> None:
         self.message = message
         self.key = message.name.encode("ascii")
+        #: Resolves to a :data:`Reply`, or an :data:`ArgumentsReply` if ``arguments_only``.
         self.future = future
-        self.informs: list[Message] = []
+        self.arguments_only = arguments_only
+        self.informs: list[Any] = []
         #: Bytes of the informs' arguments, against the table's ``max_bytes``.
         self.inform_bytes = 0
         #: Failed for exceeding a cap: what still comes for it is dropped.
@@ -85,10 +90,12 @@ class RequestTable:
                 return candidate
         raise AssertionError("unreachable: more pending requests than ids tried")
 
-    def add(self, message: Message, future: asyncio.Future[Reply], timeout: float) -> None:
+    def add(self, message: Message, future: asyncio.Future[Any], timeout: float, *,
+            arguments_only: bool = False) -> None:
         """Send ``message`` (or queue it behind its name) and fail ``future`` after ``timeout``
-        seconds (``inf``: never) unless the reply comes first."""
-        pending = PendingRequest(message, future)
+        seconds (``inf``: never) unless the reply comes first. ``future`` gets a
+        :data:`Reply`, or with ``arguments_only`` an :data:`ArgumentsReply`."""
+        pending = PendingRequest(message, future, arguments_only)
         if timeout != float("inf"):
             pending.timeout_handle = self._call_later(timeout, self._timed_out, pending, timeout)
         if message.mid is not None:
@@ -183,7 +190,7 @@ class RequestTable:
             self._overflow(pending)
             return False, None
         message = Message.from_codec(raw)
-        pending.informs.append(message)
+        pending.informs.append(tuple(raw.arguments) if pending.arguments_only else message)
         return True, message
 
     def _overflow(self, pending: PendingRequest) -> None:

@@ -78,12 +78,12 @@ class Sensor:
 
     __slots__ = (
         "_observers",
+        "_params",
         "_reading",
         "_strategy_setter",
         "decode",
         "description",
         "name",
-        "params",
         "sensor_type",
         "stype",
         "units",
@@ -121,14 +121,14 @@ class Sensor:
         self.sensor_type = _sensor_type(sensor_type)
         self.name = name
         self.units = units or ""
-        self.params = list(params) if params is not None else []
+        self._params: tuple[Any, ...] | list[Any] = tuple(params) if params is not None else ()
         self.stype = self.sensor_type.wire_name
         self.description = description if description is not None else (
             f"{self.stype.capitalize()} sensor {name!r} "
             + (f"in unit {self.units}" if self.units else "with no unit"))
         self.decode = kattypes.value_decoder(self.sensor_type)
         if default is None:
-            default = kattypes.default_value(self.sensor_type, self.params)
+            default = kattypes.default_value(self.sensor_type, self._params)
         status = SensorStatus.UNKNOWN if initial_status is None else SensorStatus(initial_status)
         self._reading = _new_reading(Reading, (time.time(), status, default))
         # A tuple, replaced on attach/detach: most cached sensors have no observer, and the
@@ -138,24 +138,38 @@ class Sensor:
 
     @classmethod
     def from_model(cls, name: str, sensor_type: SensorType, description: str, units: str,
-                   params: Sequence[Any], strategy_setter: StrategySetter | None) -> Sensor:
+                   params: Sequence[Any], strategy_setter: StrategySetter | None,
+                   reading: tuple[float, SensorStatus, Any] | None = None) -> Sensor:
         """A sensor as the inspecting client makes it from its model: the same object as the
         constructor's, without re-checking what the model already checked (``sensor_type``
         a :class:`SensorType`, ``params`` parsed for it), at a third of the cost, since a
-        sync may make tens of thousands."""
+        sync may make tens of thousands. ``reading``: its latest, if it has had one."""
         sensor = cls.__new__(cls)
         sensor.sensor_type = sensor_type
         sensor.name = name
         sensor.units = units
-        sensor.params = list(params)
+        sensor._params = tuple(params)
         sensor.stype = sensor_type.wire_name
         sensor.description = description
         sensor.decode = kattypes.value_decoder(sensor_type)
-        sensor._reading = _new_reading(Reading, (
+        sensor._reading = _new_reading(Reading, reading if reading is not None else (
             time.time(), SensorStatus.UNKNOWN, kattypes.default_value(sensor_type, params)))
         sensor._observers = ()
         sensor._strategy_setter = strategy_setter
         return sensor
+
+    @property
+    def params(self) -> list[Any]:
+        """The type's parameters (a list, as katcp-python's): made when first read, since most
+        of a fleet's sensors are never asked, and a list is one more object the collector
+        scans (an empty tuple is one shared object it does not)."""
+        if isinstance(self._params, tuple):
+            self._params = list(self._params)
+        return self._params
+
+    @params.setter
+    def params(self, params: list[Any]) -> None:
+        self._params = params
 
     @property
     def type(self) -> str:

@@ -2,11 +2,17 @@
 their observers, and the cache of sensor objects that path feeds.
 
 This is the product's hot path. A reading of the usual one-reading inform costs one dict
-lookup (the raw name to an updater made once per sensor and connection) and one call; no
-future, task or coroutine is made per update. Bad readings are counted, logged once per kind
-and skipped. Names the model does not know are reported to the sync loop, which looks them
-up. May import ``kattypes``, ``model``, ``sensor``, ``stats``, ``text`` and (for its types)
-``client``.
+lookup (the raw name to the sensor's object) and one call; no future, task or coroutine is
+made per update. Bad readings are counted, logged once per kind and skipped. Names the model
+does not know are reported to the sync loop, which looks them up. May import ``kattypes``,
+``model``, ``sensor``, ``stats``, ``text`` and (for its types) ``client``.
+
+A sensor has no object until one is asked for (a lookup, :meth:`SensorUpdates.sensor`) or a
+``sensor_factory`` other than the default is in force at its first reading: until then its
+latest reading is a *record*, a plain tuple of plain values (:data:`Record`), which the
+garbage collector stops tracking. A fleet of a million sensors, most of which nobody looks
+at, then holds a tuple per sensor instead of a sensor object, its reading, its parameters
+and a bound method, all tracked and scanned by every full collection.
 """
 
 from __future__ import annotations
@@ -14,12 +20,12 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from . import kattypes
-from .kattypes import STATUS_FROM_WIRE, SensorStatus
+from .kattypes import STATUS_FROM_WIRE, SensorStatus, SensorType
 from .model import SensorInfo
-from .sensor import Sensor, StrategySetter
+from .sensor import Reading, Sensor, StrategySetter
 from .stats import InspectingStats, OnceLogger
 from .text import printable
 
@@ -29,8 +35,41 @@ if TYPE_CHECKING:
 #: Sensor kinds (type name and parameters) remembered: a device could make every sensor a
 #: kind of its own (a discrete sensor's values, say), and a peer must not grow this unbounded.
 MAX_KINDS = 1024
-#: Applies one wire reading (timestamp in seconds, raw status, raw value) to one sensor.
-SensorUpdater = Callable[[float, bytes, bytes], None]
+#: The latest reading of a sensor that has no object yet: ``(type code, timestamp, status
+#: code, value)``, the codes the ``int`` values of :class:`~katcp_inspect.kattypes.SensorType`
+#: and :class:`SensorStatus`. Only plain values, so that the collector stops tracking it (a
+#: :class:`Reading` holds an enum member, which keeps it tracked).
+Record = tuple[int, float, int, Any]
+
+_STATUS_CODE: dict[bytes, int] = {wire: int(status) for wire, status in STATUS_FROM_WIRE.items()}
+_STATUSES: list[SensorStatus] = sorted(SensorStatus)
+_UNREACHABLE = int(SensorStatus.UNREACHABLE)
+
+
+class Target(Protocol):
+    """What readings from the wire are given to: a :class:`Sensor`, or a :class:`_Decoding`."""
+
+    def update_from_wire(self, timestamp: float, raw_status: bytes,
+                         raw_value: bytes) -> None: ...
+
+
+class _Decoding:
+    """Readings for an object that does not decode wire values itself: one made by another
+    factory, or a timestamp-typed sensor of a KATCP v4 device (milliseconds)."""
+
+    __slots__ = ("decode", "sensor")
+
+    def __init__(self, sensor: Any, decode: kattypes.ValueDecoder) -> None:
+        self.sensor = sensor
+        self.decode = decode
+
+    def update_from_wire(self, timestamp: float, raw_status: bytes, raw_value: bytes) -> None:
+        self.sensor.set(timestamp, STATUS_FROM_WIRE[raw_status], self.decode(raw_value))
+
+
+def _decoders(major: int) -> list[kattypes.ValueDecoder]:
+    """Each type's value decoder (by type code) for KATCP ``major``."""
+    return [kattypes.value_decoder(stype, major=major) for stype in sorted(SensorType)]
 
 
 def _names_strategy_setter(factory: Callable[..., Any]) -> bool:
@@ -43,19 +82,22 @@ def _names_strategy_setter(factory: Callable[..., Any]) -> bool:
 
 
 class SensorUpdates:
-    """The sensor objects of one inspecting client, made on first use by its factory, and the
-    readings that reach them."""
+    """The sensor objects of one inspecting client, made on first use by its factory, the
+    records of the sensors without one, and the readings that reach both."""
 
     def __init__(self, sensors: Mapping[str, SensorInfo], client: DeviceClient,
                  factory: Callable[[], Callable[..., Any]], strategy_setter: StrategySetter,
                  stats: InspectingStats, problems: OnceLogger,
                  on_unknown: Callable[[str], None]) -> None:
         self.objects: dict[str, Any] = {}
-        #: By the name as it comes on the wire.
-        self.updaters: dict[bytes, SensorUpdater] = {}
+        #: What each object's readings are given to, by the name as it comes on the wire.
+        self.targets: dict[bytes, Target] = {}
+        #: The latest readings of the sensors without an object, by the name on the wire.
+        self.records: dict[bytes, Record] = {}
         #: Wire timestamp units per second (KATCP 4: milliseconds); dividing by it is exact
         #: for whole milliseconds, where multiplying by 0.001 is not.
         self.ticks_per_second = 1.0
+        self._decoders = _decoders(5)
         self._sensors = sensors
         self._client = client
         self._setter = strategy_setter
@@ -75,10 +117,12 @@ class SensorUpdates:
         ticks = 1000.0 if major < 5 else 1.0
         if ticks != self.ticks_per_second:
             self.ticks_per_second = ticks
-            self.updaters.clear()
+            self._decoders = _decoders(major)
+            for name, sensor in self.objects.items():
+                self._add_target(name, sensor)
 
     def disconnected(self) -> None:
-        """Every cached sensor keeps its value, now with the status ``unreachable``."""
+        """Every cached reading keeps its value, now with the status ``unreachable``."""
         now = time.time()
         for sensor in self.objects.values():
             try:
@@ -86,18 +130,26 @@ class SensorUpdates:
             except Exception:
                 self._stats.callback_errors += 1
                 self._problems.logger.exception("Marking %r unreachable failed", sensor)
+        records = self.records
+        for raw_name, (code, _, _, value) in records.items():
+            records[raw_name] = (code, now, _UNREACHABLE, value)
 
     # ------------------------------------------------------------------ the hot path
 
     def on_sensor_status(self, args: list[bytes]) -> None:
         """``#sensor-status timestamp n (name status value)*n``."""
         if len(args) == 5 and args[1] == b"1":  # what devices send, nearly always
-            updater = self.updaters.get(args[2]) or self.updater_for(args[2])
-            if updater is not None:  # None: an unknown name, already counted and reported
-                try:
-                    updater(float(args[0]) / self.ticks_per_second, args[3], args[4])
-                except (KeyError, ValueError) as exc:
-                    self.bad_update(args[2], exc)
+            name = args[2]
+            target = self.targets.get(name)
+            try:
+                if target is not None:
+                    target.update_from_wire(float(args[0]) / self.ticks_per_second, args[3],
+                                            args[4])
+                else:
+                    self._update_record(name, float(args[0]) / self.ticks_per_second,
+                                        args[3], args[4])
+            except (KeyError, ValueError) as exc:
+                self.bad_update(name, exc)
             return
         try:
             timestamp = float(args[0]) / self.ticks_per_second
@@ -109,32 +161,75 @@ class SensorUpdates:
             self._problems.log("sensor-status", "%s: malformed #sensor-status (%s); skipped",
                                self._client.address, exc)
             return
-        updaters = self.updaters
         for i in range(2, len(args), 3):
-            name = args[i]
-            updater = updaters.get(name) or self.updater_for(name)
-            if updater is None:
-                continue
-            try:
-                updater(timestamp, args[i + 1], args[i + 2])
-            except (KeyError, ValueError) as exc:
-                self.bad_update(name, exc)
+            self.update(args[i], timestamp, args[i + 1], args[i + 2])
+
+    def update(self, raw_name: bytes, timestamp: float, raw_status: bytes,
+               raw_value: bytes) -> None:
+        """Apply one wire reading (timestamp in seconds) to sensor ``raw_name``; a bad one
+        is counted, logged and skipped."""
+        target = self.targets.get(raw_name)
+        try:
+            if target is not None:
+                target.update_from_wire(timestamp, raw_status, raw_value)
+            else:
+                self._update_record(raw_name, timestamp, raw_status, raw_value)
+        except (KeyError, ValueError) as exc:
+            self.bad_update(raw_name, exc)
+
+    def _update_record(self, raw_name: bytes, timestamp: float, raw_status: bytes,
+                       raw_value: bytes) -> None:
+        record = self.records.get(raw_name)
+        if record is None:
+            self._first_reading(raw_name, timestamp, raw_status, raw_value)
+            return
+        code = record[0]
+        self.records[raw_name] = (code, timestamp, _STATUS_CODE[raw_status],
+                                  self._decoders[code](raw_value))
+
+    def _first_reading(self, raw_name: bytes, timestamp: float, raw_status: bytes,
+                       raw_value: bytes) -> None:
+        """The first reading of a sensor without an object: a record, or (with another
+        factory) an object made now. A name the model does not know is counted, logged and
+        reported."""
+        name = raw_name.decode("utf-8", "surrogateescape")
+        info = self._sensors.get(name)
+        if info is None:
+            self._stats.unknown_sensor_updates += 1
+            self._problems.log("unknown-sensor", "%s: update for unknown sensor %s",
+                               self._client.address, printable(name))
+            self._on_unknown(name)
+            return
+        if self._current_factory() is Sensor:
+            code = int(self._kind_of(info)[0])
+            self.records[raw_name] = (code, timestamp, _STATUS_CODE[raw_status],
+                                      self._decoders[code](raw_value))
+            return
+        try:
+            self.sensor(info.name)
+        except Exception:
+            self._stats.callback_errors += 1
+            self._problems.log(("factory", name), "%s: sensor_factory failed for %s",
+                               self._client.address, printable(name), exc_info=True)
+            return
+        self.targets[raw_name].update_from_wire(timestamp, raw_status, raw_value)
 
     def apply(self, sensor: Any, name: str, timestamp: bytes | float, status: Any,
               value: Any) -> bool:
         """Apply one reading to ``sensor`` (the object of ``name``) as if the device had sent
-        it: each part in wire form (``bytes``) or as a Python value. False if no updater
-        could be made for it."""
+        it: each part in wire form (``bytes``) or as a Python value. False if ``name`` has
+        no object (any more)."""
         raw_name = name.encode("utf-8", "surrogateescape")
-        updater = self.updaters.get(raw_name) or self.updater_for(raw_name)
-        if updater is None:
+        target = self.targets.get(raw_name)
+        if target is None:
             return False
         ts = float(timestamp) / (self.ticks_per_second if isinstance(timestamp, bytes) else 1)
         try:
-            updater(ts, status if isinstance(status, bytes) else
-                    kattypes.STATUS_TO_WIRE[SensorStatus(status)],
-                    value if isinstance(value, bytes) else kattypes.encode_value(
-                        sensor.sensor_type, value))
+            target.update_from_wire(
+                ts, status if isinstance(status, bytes) else
+                kattypes.STATUS_TO_WIRE[SensorStatus(status)],
+                value if isinstance(value, bytes) else kattypes.encode_value(
+                    sensor.sensor_type, value))
         except (KeyError, ValueError) as exc:
             self.bad_update(raw_name, exc)
         return True
@@ -144,62 +239,58 @@ class SensorUpdates:
         self._problems.log(("bad-update", name), "%s: bad update for sensor %s (%s); skipped",
                            self._client.address, printable(name), repr(exc))
 
-    def updater_for(self, raw_name: bytes) -> SensorUpdater | None:
-        """The updater of a sensor seen for the first time on this connection (made and
-        kept), or None for a name the model does not know (counted, logged, reported)."""
-        name = raw_name.decode("utf-8", "surrogateescape")
-        info = self._sensors.get(name)
-        if info is None:
-            self._stats.unknown_sensor_updates += 1
-            self._problems.log("unknown-sensor", "%s: update for unknown sensor %s",
-                               self._client.address, printable(name))
-            self._on_unknown(name)
-            return None
-        try:
-            sensor = self.sensor(info.name)
-        except Exception:
-            self._stats.callback_errors += 1
-            self._problems.log(("factory", name), "%s: sensor_factory failed for %s",
-                               self._client.address, printable(name), exc_info=True)
-            return None
-        stype = getattr(sensor, "sensor_type", None)
-        if not isinstance(stype, kattypes.SensorType):
-            stype = kattypes.type_from_name(info.type_name)[0]
-        updater = self.updaters[raw_name] = self._make_updater(sensor, stype)
-        return updater
-
-    def _make_updater(self, sensor: Any, stype: kattypes.SensorType) -> SensorUpdater:
-        """How wire readings reach ``sensor``: straight into our own :class:`Sensor`, or
-        decoded here for objects from other factories, and for timestamp-typed values from a
-        KATCP v4 device (milliseconds)."""
-        major = 5 if self.ticks_per_second == 1.0 else 4
-        if isinstance(sensor, Sensor) and (stype != kattypes.SensorType.TIMESTAMP or major >= 5):
-            return sensor.update_from_wire
-        decode = kattypes.value_decoder(stype, major=major)
-
-        def updater(timestamp: float, raw_status: bytes, raw_value: bytes) -> None:
-            sensor.set(timestamp, STATUS_FROM_WIRE[raw_status], decode(raw_value))
-        return updater
-
     # ------------------------------------------------------------------ sensor objects
+
+    def reading(self, name: str) -> Reading | None:
+        """The latest reading of sensor ``name``, from its object or its record; None if it
+        has neither (no reading yet, and no object asked for)."""
+        sensor = self.objects.get(name)
+        if sensor is not None:
+            reading: Reading = sensor.read()
+            return reading
+        record = self.records.get(name.encode("utf-8", "surrogateescape"))
+        if record is None:
+            return None
+        return Reading(record[1], _STATUSES[record[2]], record[3])
 
     def sensor(self, name: str) -> Any:
         """The cached object of the model's sensor ``name``, made by the client's factory if
-        there is none yet (``KeyError`` for a name the model does not know)."""
+        there is none yet, with the sensor's latest reading (``KeyError`` for a name the
+        model does not know). From then on readings go to the object."""
         sensor = self.objects.get(name)
         if sensor is not None:
             return sensor
         info = self._sensors[name]
-        kind = self._kinds.get((info.type_name, info.params))
-        stype, params = kind if kind is not None else self._kind(info)
+        stype, params = self._kind_of(info)
+        raw_name = info.name.encode("utf-8", "surrogateescape")
+        record = self.records.get(raw_name)
         factory = self._current_factory()
         if factory is Sensor:  # the default
-            sensor = Sensor.from_model(info.name, stype, info.description, info.units, params,
-                                       self._setter)
+            sensor = Sensor.from_model(
+                info.name, stype, info.description, info.units, params, self._setter,
+                None if record is None else (record[1], _STATUSES[record[2]], record[3]))
         else:
             sensor = self._made_by(factory, info, stype, params)
+            if record is not None:
+                sensor.set(record[1], _STATUSES[record[2]], record[3])
+        self.records.pop(raw_name, None)
         self.objects[info.name] = sensor
+        self._add_target(info.name, sensor)
         return sensor
+
+    def _add_target(self, name: str, sensor: Any) -> None:
+        """Where readings of ``name`` go: straight into our own :class:`Sensor`, or decoded
+        here for objects from other factories, and for timestamp-typed values from a KATCP
+        v4 device (milliseconds)."""
+        stype = getattr(sensor, "sensor_type", None)
+        if not isinstance(stype, SensorType):
+            stype = kattypes.type_from_name(self._sensors[name].type_name)[0]
+        major = 5 if self.ticks_per_second == 1.0 else 4
+        raw_name = name.encode("utf-8", "surrogateescape")
+        if isinstance(sensor, Sensor) and (stype != SensorType.TIMESTAMP or major >= 5):
+            self.targets[raw_name] = sensor
+        else:
+            self.targets[raw_name] = _Decoding(sensor, kattypes.value_decoder(stype, major=major))
 
     def _made_by(self, factory: Callable[..., Any], info: SensorInfo,
                  stype: kattypes.SensorType, params: tuple[Any, ...]) -> Any:
@@ -212,6 +303,10 @@ class SensorUpdates:
         if not extra and isinstance(sensor, Sensor):
             sensor.strategy_setter = self._setter  # the factory has katcp-python's signature
         return sensor
+
+    def _kind_of(self, info: SensorInfo) -> tuple[kattypes.SensorType, tuple[Any, ...]]:
+        kind = self._kinds.get((info.type_name, info.params))
+        return kind if kind is not None else self._kind(info)
 
     def _kind(self, info: SensorInfo) -> tuple[kattypes.SensorType, tuple[Any, ...]]:
         """The type and parsed parameters of ``#sensor-list`` type name and parameters as
@@ -233,10 +328,12 @@ class SensorUpdates:
         return stype, params
 
     def changed(self, name: str) -> None:
-        """Sensor ``name`` was removed or modified: drop its object and updater; a modified
-        one gets a new object (B2), with the observers the user attached to the old one."""
+        """Sensor ``name`` was removed or modified: drop its object or record; a modified one
+        gets a new object (B2), with the observers the user attached to the old one."""
+        raw_name = name.encode("utf-8", "surrogateescape")
+        self.records.pop(raw_name, None)
+        self.targets.pop(raw_name, None)
         old = self.objects.pop(name, None)
-        self.updaters.pop(name.encode("utf-8", "surrogateescape"), None)
         if old is not None and name in self._sensors:
             new = self.sensor(name)
             for observer in getattr(old, "observers", ()):

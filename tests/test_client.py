@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import socket
 from typing import Any
@@ -68,6 +69,22 @@ async def test_negotiates_and_requests_against_aiokatcp(io_loop: Any) -> None:
         await check_closes_cleanly
         client.check_invariants()
         assert client.state is ConnectionState.CLOSED
+
+
+async def test_request_arguments_gives_each_inform_as_a_tuple_of_its_arguments(
+        io_loop: Any) -> None:
+    async with third_party_device() as server:
+        client = await connected_client(port_of(server))
+        reply, informs = await client.request_raw("help")
+        same_reply, arguments = await client.request_arguments("help")
+        assert same_reply.arguments == reply.arguments
+        assert arguments == [tuple(inform.arguments) for inform in informs]
+        assert all(type(inform) is tuple for inform in arguments)
+        gc.collect()
+        # What a listing of a thousand sensors holds while it streams in is then nothing the
+        # collector tracks: Message objects would fill its oldest generation.
+        assert not any(gc.is_tracked(inform) for inform in arguments)
+        await client.close()
 
 
 async def test_slow_request_times_out_and_late_reply_is_counted(io_loop: Any) -> None:

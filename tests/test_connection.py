@@ -8,7 +8,13 @@ from typing import Any
 
 from tornado.iostream import IOStream
 
-from katcp_inspect.connection import Connection, ParsedItem, is_line_too_long
+from katcp_inspect.connection import (
+    READ_CHUNK,
+    READ_MIN,
+    Connection,
+    ParsedItem,
+    is_line_too_long,
+)
 from katcp_inspect.errors import ConnectionLostError, LineTooLongError
 
 from .support import wait_until
@@ -74,6 +80,53 @@ async def test_a_whole_line_too_long_is_reported_as_such(io_loop: Any) -> None:
     await wait_until(lambda: len(items) == 3)
     assert is_line_too_long(items[1])  # type: ignore[arg-type]
     assert not isinstance(items[2], ValueError)
+    connection.close(ConnectionLostError("done"))
+    await closed
+    theirs.close()
+
+
+async def test_the_read_buffer_grows_under_a_flood_and_shrinks_back_when_idle(
+        io_loop: Any) -> None:
+    connection, theirs, items, closed = await pair()
+    asked: list[int] = []
+    original = connection.stream.read_into
+
+    def spy(buffer: bytearray, partial: bool = False) -> Any:
+        asked.append(len(buffer))
+        return original(buffer, partial=partial)
+
+    connection.stream.read_into = spy  # type: ignore[method-assign]
+    lines = 40_000
+    await asyncio.get_running_loop().sock_sendall(theirs, b"#x 1\n" * lines)
+    await wait_until(lambda: len(items) == lines, what="the flood")
+    assert max(asked) == READ_CHUNK  # a flood is read in the largest slices
+    theirs.send(b"#y 1\n")
+    await wait_until(lambda: len(items) == lines + 1, what="one more line")
+    await asyncio.sleep(0.01)  # the read loop is waiting again
+    # An idle connection waits with the smallest buffer: a fleet has a thousand of them.
+    assert asked[-1] == READ_MIN
+    connection.close(ConnectionLostError("done"))
+    await closed
+    theirs.close()
+
+
+async def test_nothing_parsed_outlives_its_chunk_while_the_read_loop_waits(
+        io_loop: Any) -> None:
+    connection, theirs, items, closed = await pair()
+    theirs.send(b"#x 1\n" * 100)
+    await wait_until(lambda: len(items) == 100, what="the lines")
+    await asyncio.sleep(0.01)  # the read loop is waiting for more
+    task = connection._read_task
+    assert task is not None
+    frames = []
+    coroutine: Any = task.get_coro()  # the read loop, then the pump it awaits
+    while hasattr(coroutine, "cr_frame"):
+        frames.append(coroutine.cr_frame)
+        coroutine = coroutine.cr_await
+    assert len(frames) == 2
+    held = [value for frame in frames
+            for value in frame.f_locals.values() if isinstance(value, list)]
+    assert held == []  # a chunk is a thousand messages: they must not wait with the loop
     connection.close(ConnectionLostError("done"))
     await closed
     theirs.close()

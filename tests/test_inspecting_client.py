@@ -165,13 +165,13 @@ async def test_interface_changed_with_a_name_inspects_just_that(io_loop: Any) ->
     async with third_party_device() as server:
         client, recorder = await synced_client(port_of(server))
         sent: list[Message] = []
-        original = client.katcp_client.request_raw
+        original = client.katcp_client.request_arguments  # what inspections send with
 
         def spy(name: str, *args: Any, **kwargs: Any) -> Any:
             sent.append(Message.request(name, *args))
             return original(name, *args, **kwargs)
 
-        client.katcp_client.request_raw = spy  # type: ignore[method-assign]
+        client.katcp_client.request_arguments = spy  # type: ignore[method-assign]
         server.sensors.add(aiokatcp.Sensor(int, "new-one", "New", ""))
         server.mass_inform("interface-changed", "sensor", "new-one", "added")
         await wait_until(lambda: "new-one" in client.sensors, what="the new sensor")

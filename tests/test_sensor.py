@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -82,3 +83,14 @@ def test_the_strategy_setter_is_a_constructor_keyword() -> None:
     sensor = Sensor(Sensor.FLOAT, "f", "a float", "", None, strategy_setter=Setter())
     assert sensor.set_strategy("period", 0.5) == "reply"
     assert asked == [("f", "period", 0.5)]
+
+
+def test_params_are_a_list_made_only_when_first_read() -> None:
+    sensor = Sensor.from_model("an.int", Sensor.INTEGER, "An integer.", "", (0, 10), None)
+    # Unread, they are a tuple: no list for the collector to scan per sensor of a fleet.
+    assert not any(isinstance(held, list) for held in gc.get_referents(sensor))
+    assert sensor.params == [0, 10] and sensor.params is sensor.params
+    sensor.params.append(20)  # a list, as katcp-python's, kept once made
+    assert sensor.params == [0, 10, 20]
+    sensor.params = [1]
+    assert sensor.params == [1] and Sensor(Sensor.FLOAT, "f").params == []

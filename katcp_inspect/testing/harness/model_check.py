@@ -151,10 +151,10 @@ def model_differences(client: InspectingClientAsync,
         if not readings:
             continue
         want_reading = expected.readings[name]
-        if obj is None:
+        reading = client._updates.reading(name)
+        if reading is None:
             diffs.append(f"sensor {name}: no reading received (device has {want_reading})")
             continue
-        reading = obj.read()
         if (reading.status != want_reading.status
                 or not _same_value(want_reading, reading.value)
                 or not _close(reading.timestamp, want_reading.timestamp, TIME_TOLERANCE)):

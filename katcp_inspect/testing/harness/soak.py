@@ -37,7 +37,8 @@ def client_tables(client: InspectingClientAsync) -> dict[str, int]:
         "callbacks": len(kc.connected_callbacks._items) + len(kc.disconnected_callbacks._items)
         + len(kc.failed_connect_callbacks._items),
         "sensor_objects": len(client._updates.objects),
-        "updaters": len(client._updates.updaters),
+        "targets": len(client._updates.targets),
+        "records": len(client._updates.records),
         "observers": sum(len(getattr(s, "observers", ())) for s in
                          client._updates.objects.values()),
         "unknown_asked": len(client._sync.unknown_asked),
