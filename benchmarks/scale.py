@@ -1,9 +1,8 @@
 """What a client process does for the fleet-scale metrics (i)-(l): many devices, one process.
 
-One :class:`~katcp_inspect.InspectingClientAsync` per device, all sampled with ``auto``,
-started by :func:`start_fleet` as a fleet would start them: at most ``window`` syncing at a
-time, the next started as soon as one is synced. Each scenario returns a plain dict, with
-``problem`` ``None`` when every check passed.
+A :class:`~katcp_inspect.fleet.Fleet` of one device each, all sampled with ``auto``, started
+by :func:`start_fleet`: at most ``window`` syncing at a time. Each scenario returns a plain
+dict, with ``problem`` ``None`` when every check passed.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from clients import CountingObserver, Tally
 from measure import rss_bytes
 
 from katcp_inspect import InspectingClientAsync
+from katcp_inspect.fleet import Fleet
 
 HOST = "127.0.0.1"
 #: Bound on every single wait, in seconds (a sync of a thousand devices included).
@@ -33,28 +33,21 @@ LATENCY_WARMUP = 0.5
 Result = dict[str, Any]
 
 
-def make_client(port: int) -> InspectingClientAsync:
-    """One device's client: what a fleet would make for it."""
-    return InspectingClientAsync(HOST, port, auto_sampling="auto")
+async def start_fleet(ports: list[int], window: int) -> Fleet:
+    """A :class:`~katcp_inspect.fleet.Fleet` of one device per port, every sensor sampled with
+    ``auto``, started and synced: at most ``window`` syncing at a time (its ``max_syncing``);
+    the connections start at once (``connect_spread=0``), so the small fleets of the curve are
+    not slowed by a spread meant to spare real devices."""
+    fleet = Fleet({f"bench{j:04d}": f"{HOST}:{port}" for j, port in enumerate(ports)},
+                  client_options={"auto_sampling": "auto", "sync_timeout": WAIT},
+                  max_syncing=window, connect_spread=0.0)
+    await fleet.start()
+    await fleet.until_synced(WAIT)
+    return fleet
 
 
-async def start_fleet(ports: list[int], window: int) -> list[InspectingClientAsync]:
-    """A client per port, all synced; at most ``window`` connecting and syncing at a time
-    (a fleet's bound on syncs in flight), started in the order of ``ports``."""
-    clients = [make_client(port) for port in ports]
-    gate = asyncio.Semaphore(window)
-
-    async def start(client: InspectingClientAsync) -> None:
-        async with gate:
-            await client.connect()
-            await client.until_synced(WAIT)
-
-    await asyncio.gather(*(start(client) for client in clients))
-    return clients
-
-
-async def stop_fleet(clients: list[InspectingClientAsync]) -> None:
-    await asyncio.gather(*(client.stop(WAIT) for client in clients))
+def clients_of(fleet: Fleet) -> list[InspectingClientAsync]:
+    return [fleet[name] for name in fleet.names]
 
 
 def _value_problem(clients: list[InspectingClientAsync], sensors: int) -> str | None:
@@ -94,8 +87,7 @@ class CollectorTime:
         gc.callbacks.remove(self)
 
 
-async def _timed_sync(ports: list[int], window: int
-                      ) -> tuple[list[InspectingClientAsync], Result]:
+async def _timed_sync(ports: list[int], window: int) -> tuple[Fleet, Result]:
     """Start and sync the fleet, timing it: wall and CPU seconds, the collector's share of
     the CPU, and the resident set's growth (after ``gc``)."""
     gc.collect()
@@ -103,11 +95,11 @@ async def _timed_sync(ports: list[int], window: int
     with CollectorTime() as collector:
         cpu = time.process_time()
         wall = time.perf_counter()
-        clients = await start_fleet(ports, window)
+        fleet = await start_fleet(ports, window)
         wall = time.perf_counter() - wall
         cpu = time.process_time() - cpu
     gc.collect()
-    return clients, {"seconds": wall, "cpu_seconds": cpu, "gc_seconds": collector.seconds,
+    return fleet, {"seconds": wall, "cpu_seconds": cpu, "gc_seconds": collector.seconds,
                      "gc_share": collector.seconds / cpu, "collections": collector.collections,
                      "rss_growth": rss_bytes() - rss_before}
 
@@ -115,11 +107,12 @@ async def _timed_sync(ports: list[int], window: int
 async def fleet_sync(ports: list[int], sensors: int, window: int) -> Result:
     """(i) Time until every device's client is synced with every value cached; the share
     of CPU time spent in the collector meanwhile; the resident set's growth per sensor."""
-    clients, result = await _timed_sync(ports, window)
+    fleet, result = await _timed_sync(ports, window)
+    clients = clients_of(fleet)
     result["rss_per_sensor"] = result.pop("rss_growth") / (sensors * len(ports))
     result["per_sensor"] = result["seconds"] / (sensors * len(ports))
     result["problem"] = _value_problem(clients, sensors)
-    await stop_fleet(clients)
+    await fleet.stop(WAIT)
     return result
 
 
@@ -129,14 +122,15 @@ async def fleet_memory(ports: list[int], sensors: int, window: int) -> Result:
     tracemalloc.start()
     gc.collect()
     before = tracemalloc.get_traced_memory()[0]
-    clients = await start_fleet(ports, window)
+    fleet = await start_fleet(ports, window)
+    clients = clients_of(fleet)
     gc.collect()
     held, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     total = sensors * len(ports)
     result = {"per_sensor": (held - before) / total, "peak_per_sensor": (peak - before) / total,
               "problem": _value_problem(clients, sensors)}
-    await stop_fleet(clients)
+    await fleet.stop(WAIT)
     return result
 
 
@@ -226,7 +220,8 @@ async def fleet_flow(ports: list[int], sensors: int, window: int, flood_per_devi
     """(i) at full size, then (l) and (k) with the same clients: the sync (timed, with the
     collector's share), a steady stream, a flood from every device at once. ``freeze``: call
     ``gc.freeze()`` once synced, as an application may (see docs/performance.md)."""
-    clients, result = await _timed_sync(ports, window)
+    fleet, result = await _timed_sync(ports, window)
+    clients = clients_of(fleet)
     result["rss_per_sensor"] = result.pop("rss_growth") / (sensors * len(ports))
     result["per_sensor"] = result["seconds"] / (sensors * len(ports))
     problems = [_value_problem(clients, sensors)]
@@ -234,7 +229,7 @@ async def fleet_flow(ports: list[int], sensors: int, window: int, flood_per_devi
         gc.freeze()
     stream = await _stream(clients, stream_rate, stream_seconds)
     flood = await _flood(clients, sensors, flood_per_device)
-    await stop_fleet(clients)
+    await fleet.stop(WAIT)
     problems += [stream.pop("problem"), flood.pop("problem")]
     return {**result, **stream, **flood,
             "problem": "; ".join(p for p in problems if p is not None) or None}
