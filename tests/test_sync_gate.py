@@ -84,8 +84,10 @@ async def test_a_lost_connection_gives_the_place_back(io_loop: Any) -> None:
         client = gated_client(device.port, gate)
         async with client:
             await wait_until(lambda: gate.holders == 1)
+            # Undelayed before the drop: the next connection may ask at once. The request in
+            # flight keeps its delay, so the place is held until the connection is lost.
+            device.set_delay("sensor-list", None)
             device.drop_clients()
             await wait_until(lambda: client.katcp_client.stats.connections == 2)
-            device.set_delay("sensor-list", None)
             await client.until_synced(timeout=10)
         assert (gate.holders, gate.waiting) == (0, 0)
