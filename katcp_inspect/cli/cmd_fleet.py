@@ -14,7 +14,6 @@ import re
 
 import attrs
 from rich.console import RenderableType
-from rich.live import Live
 
 from ..fleet import ConfigError, Fleet, FleetConfig
 from ..fleet.config import DEFAULT_LEASE, RedisConfig
@@ -27,7 +26,7 @@ from .common import (
 )
 from .fleet_view import Readings, reading_line, render, snapshot, state_line
 from .formatting import json_document, sanitize_line
-from .live import REFRESH_RATE
+from .live import redraw_live
 from .output import STDOUT
 from .render import make_console
 
@@ -77,23 +76,12 @@ async def _lines(fleet: Fleet, readings: Readings | None, stop: asyncio.Event,
 async def _live(fleet: Fleet, label: str, readings: Readings | None, stop: asyncio.Event,
                 seconds: float | None) -> None:
     console = make_console()
-    loop = asyncio.get_running_loop()
-    deadline = None if seconds is None else loop.time() + seconds
 
     def draw() -> RenderableType:
         return render(label, fleet, readings, console.height)
 
     async with fleet:
-        with Live(draw(), console=console, auto_refresh=False,
-                  vertical_overflow="ellipsis") as live:
-            while not stop.is_set():
-                wait = 1 / REFRESH_RATE
-                if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
-                        break
-                await wait_stop(stop, wait)
-                live.update(draw(), refresh=True)
+        await redraw_live(console, draw, stop, seconds)
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -147,7 +147,15 @@ def reading_line(device: str, sensor: Any, reading: Reading) -> str:
 def snapshot(fleet: Fleet, readings: Readings | None) -> dict[str, Any]:
     """The fleet's summary as JSON: each device's ``since`` given as ``seconds_in_state``,
     and, with ``--sensor``, every matching sensor's latest reading (``null`` if none came)."""
-    data = fleet.summary()
+    data = summary_json(fleet.summary())
+    if readings is not None:
+        data["readings"] = _readings_json(fleet, readings)
+    return data
+
+
+def summary_json(data: dict[str, Any]) -> dict[str, Any]:
+    """A fleet summary made fit for JSON: device names escaped, each device's ``since`` (a
+    monotonic time) given as ``seconds_in_state``."""
     now = time.monotonic()
     devices = {}
     for name, state in data["devices"].items():
@@ -155,8 +163,6 @@ def snapshot(fleet: Fleet, readings: Readings | None) -> dict[str, Any]:
         state["seconds_in_state"] = round(now - state.pop("since"), 3)
         devices[json_text(name)] = state
     data["devices"] = devices
-    if readings is not None:
-        data["readings"] = _readings_json(fleet, readings)
     return data
 
 

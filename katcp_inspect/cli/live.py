@@ -130,18 +130,12 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-async def show_live(console: Console, view: SensorView, stop: asyncio.Event,
-                    seconds: float | None) -> None:
-    """Redraw ``view`` on ``console`` until ``stop`` is set or ``seconds`` have passed; the
-    last table stays on screen. (On a file or a pipe, rich prints only that last table.)"""
+async def redraw_live(console: Console, render: Callable[[], RenderableType],
+                      stop: asyncio.Event, seconds: float | None) -> None:
+    """Redraw what ``render()`` gives, :data:`REFRESH_RATE` times a second, until ``stop`` is
+    set or ``seconds`` have passed; the last drawing stays on screen."""
     loop = asyncio.get_running_loop()
     deadline = None if seconds is None else loop.time() + seconds
-
-    def render() -> RenderableType:
-        # On a terminal, only the rows that fit are built: a device may have 10 000 sensors.
-        fits = max(console.height - LIVE_CHROME, 1) if console.is_terminal else None
-        return view.render(fits, console.width if console.is_terminal else None)
-
     with Live(render(), console=console, auto_refresh=False,
               vertical_overflow="ellipsis") as live:
         while not stop.is_set():
@@ -152,5 +146,18 @@ async def show_live(console: Console, view: SensorView, stop: asyncio.Event,
                     break
             await wait_stop(stop, wait)
             live.update(render(), refresh=True)
+
+
+async def show_live(console: Console, view: SensorView, stop: asyncio.Event,
+                    seconds: float | None) -> None:
+    """Redraw ``view`` on ``console`` until ``stop`` is set or ``seconds`` have passed; the
+    last table stays on screen. (On a file or a pipe, rich prints only that last table.)"""
+
+    def render() -> RenderableType:
+        # On a terminal, only the rows that fit are built: a device may have 10 000 sensors.
+        fits = max(console.height - LIVE_CHROME, 1) if console.is_terminal else None
+        return view.render(fits, console.width if console.is_terminal else None)
+
+    await redraw_live(console, render, stop, seconds)
     if not console.is_terminal:
         console.line()  # rich ends a terminal's live display with a newline, not a file's

@@ -29,7 +29,7 @@ from ..fleet.summary import summarise
 from ..mirror import DEFAULT_PREFIX, DeviceStatus, FleetView, Gap, Update, exact
 from ..sensor import Reading
 from .common import EXIT_OK, CliError, stop_on_signals, wait_stop
-from .fleet_view import devices_table, state_line
+from .fleet_view import devices_table, state_line, summary_json
 from .formatting import (
     escape_text,
     format_timestamp,
@@ -128,15 +128,7 @@ async def _snapshot(view: FleetView, config: FleetConfig, timeout: float) -> int
         if synced == len(states) or loop.time() >= deadline:
             break
         await asyncio.sleep(POLL)
-    data = summarise(states)
-    now = time.monotonic()
-    devices = {}
-    for name, state in data["devices"].items():
-        state["name"] = json_text(name)
-        state["seconds_in_state"] = round(now - state.pop("since"), 3)
-        devices[json_text(name)] = state
-    data["devices"] = devices
-    STDOUT.line(json_document(data))
+    STDOUT.line(json_document(summary_json(summarise(states))))
     if synced < len(states):
         raise CliError(f"{len(states) - synced} of {len(states)} devices not synced within "
                        f"{timeout:g} s")

@@ -7,28 +7,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from katcp_inspect.mirror import FleetView
 
 from ..mirror.helpers import eventually
-from ..mirror.redis_server import RedisServer, require_server
+from ..mirror.redis_server import RedisServer, redis_server
 from .helpers import CliProcess, run_cli
 from .test_fleet_command import DEVICES, simulators
 
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(require_server())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
+__all__ = ["redis_server"]  # the fixture, for this module's tests
 
 
 def alive(pid: int) -> bool:
