@@ -30,12 +30,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from katcp_inspect import Sensor, SensorType
+from katcp_inspect.mirror import Coordinator, FleetView, RedisMirror, Update, connect
+from katcp_inspect.sync_states import SYNCED
 
-from katcp_inspect import Sensor, SensorType  # noqa: E402
-from katcp_inspect.mirror import Coordinator, FleetView, RedisMirror, Update, connect  # noqa: E402
-from katcp_inspect.sync_states import SYNCED  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:

@@ -66,8 +66,10 @@ async def run_worker(config: FleetConfig) -> int:
 @contextlib.asynccontextmanager
 async def workers(args: argparse.Namespace) -> AsyncIterator[list[asyncio.subprocess.Process]]:
     """``args.workers`` worker processes, stopped by PID (SIGTERM, then SIGKILL) on leaving."""
-    command = [sys.executable, "-m", "katcp_inspect.cli", "fleet", args.config,
-               "--redis", args.redis, "--worker"]
+    # The workers read the same configuration; a --redis URL given here goes to them too
+    # (a URL from the file stays out of their command lines, which any user can read).
+    command = [sys.executable, "-m", "katcp_inspect.cli", "fleet", args.config, "--worker",
+               *(["--redis", args.redis] if args.redis is not None else [])]
     started: list[asyncio.subprocess.Process] = []
     try:
         for _ in range(args.workers):
@@ -105,8 +107,10 @@ def device_states(config: FleetConfig, statuses: dict[str, DeviceStatus]) -> lis
 async def show_workers(args: argparse.Namespace, config: FleetConfig) -> int:
     stop = asyncio.Event()
     STDOUT.on_closed = stop.set
-    prefix = config.redis.prefix if config.redis is not None else None
-    async with FleetView(args.redis, prefix=prefix or DEFAULT_PREFIX) as view, \
+    if config.redis is None:  # _load() saw to it; this says so to the type checker
+        raise CliError("--workers needs --redis URL (or a [redis] table with a url)")
+    async with FleetView(config.redis.url, prefix=config.redis.prefix or DEFAULT_PREFIX
+                         ) as view, \
             workers(args) as started:
         with stop_on_signals(stop):
             if args.json:

@@ -10,6 +10,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from katcp_inspect.mirror import FleetView
 
 from ..mirror.helpers import eventually
@@ -63,11 +65,18 @@ async def test_fleet_with_two_workers(io_loop: Any, tmp_path: Path,
     assert not any(alive(pid) for pid in pids), "the workers outlived the command"
 
 
+@pytest.mark.parametrize("url_from", ["option", "file"])
 async def test_fleet_with_workers_as_json(io_loop: Any, tmp_path: Path,
-                                          redis_server: RedisServer) -> None:
+                                          redis_server: RedisServer, url_from: str) -> None:
     config_path = tmp_path / "fleet.toml"
     async with simulators(config_path) as config:
-        result = await run_cli("fleet", str(config_path), "--redis", redis_server.url,
+        if url_from == "file":  # the [redis] table's url, for the command and its workers
+            with config_path.open("a") as toml:
+                toml.write(f'\n[redis]\nurl = "{redis_server.url}"\n')
+            option = []
+        else:
+            option = ["--redis", redis_server.url]
+        result = await run_cli("fleet", str(config_path), *option,
                                "--workers", "2", "--json", "--timeout", "30", timeout=60)
     assert result.code == 0, result.err
     snapshot = json.loads(result.out)
