@@ -119,14 +119,14 @@ class SamplingReconciler:
         self.confirmed: dict[str, WireStrategy] = {}
         self._client = client
         self._sensors = sensors
-        self._requests = SamplingRequests(client, lambda: self.confirmed, stats, problems)
+        self._requests = SamplingRequests(client, self.confirmed, stats, problems)
         # Per-sensor calls of this event-loop turn: name -> the callers' futures.
         self._turn: dict[str, list[asyncio.Future[Reply]]] = {}
         self._turn_timeout = 0.0
 
     def new_connection(self) -> None:
         """A new connection starts with every sensor at ``none``."""
-        self.confirmed = {}
+        self.confirmed.clear()
         self._requests.drop_queued("the connection was lost before this request was sent")
 
     def forget(self, name: str) -> None:

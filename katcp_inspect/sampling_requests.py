@@ -96,7 +96,7 @@ class SamplingRequests:
     """The ``?sensor-sampling`` requests of one inspecting client; records what the device
     confirmed in ``confirmed`` (a name → the strategy it answered ``ok`` to)."""
 
-    def __init__(self, client: DeviceClient, confirmed: Callable[[], dict[str, WireStrategy]],
+    def __init__(self, client: DeviceClient, confirmed: dict[str, WireStrategy],
                  stats: InspectingStats, problems: OnceLogger) -> None:
         self._client = client
         self._confirmed = confirmed
@@ -140,7 +140,7 @@ class SamplingRequests:
         def done(future: asyncio.Future[Reply]) -> None:
             reply = _result(future)
             if reply[0].reply_ok():
-                self._confirmed().update(dict.fromkeys(names, strategy))
+                self._confirmed.update(dict.fromkeys(names, strategy))
                 for name in names:
                     outcome(name, strategy, reply)
             else:  # refused as a whole (one name gone, or no bulk after all): one by one
@@ -172,7 +172,7 @@ class SamplingRequests:
         self._in_flight -= 1
         reply = _result(future)
         if reply[0].reply_ok():
-            self._confirmed()[name] = strategy
+            self._confirmed[name] = strategy
         elif self._client.is_connected:
             self._stats.strategy_failures += 1
             self._problems.log(("strategy", name), "%s refused strategy %s for %s: %s",
