@@ -205,11 +205,17 @@ class DeviceMirror:
         self._marked = False
         if self.token is None:
             return []
+        # The flags are cleared as the writes are taken, not when they succeed: a report
+        # that comes while they are on their way sets them again, for the next batch.
         if self._needs_commit:
             self._clear_buffers()  # the commit carries every latest reading
             if self._model_ready:
+                self._needs_commit = self._status_dirty = False
                 return [self._commit()]
-        ops = [self._status_op()] if self._status_dirty else []
+        ops = []
+        if self._status_dirty:
+            self._status_dirty = False
+            ops.append(self._status_op())
         if self._stream or self._overflow:
             if self.generation and not self._needs_commit:
                 ops.append(self._flush())
@@ -247,13 +253,9 @@ class DeviceMirror:
     def _succeeded(self, op: Op, value: int) -> None:
         if op.kind == "commit":
             self.generation = value
-            self._needs_commit = False
-            self._status_dirty = False
             self.stats.commits += 1
         elif op.kind == "flush":
             self.stats.flushes += 1
-        else:
-            self._status_dirty = False
 
     def _failed(self, op: Op, error: BaseException) -> None:
         self._problems.log(("write", type(error)), "%s: a %s write to Redis failed (%r); the "

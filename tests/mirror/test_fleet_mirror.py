@@ -72,9 +72,6 @@ async def synced_owners(view: FleetView, names: list[str]) -> dict[str, str] | N
     return {name: status.owner for name, status in statuses.items()}
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug (issue 15, open): under load, a device the survivor takes over soon after it "
-    "gave it up can stay 'connecting' in Redis (about 1 run in 8 with both cores busy)"))
 async def test_two_fleets_in_workers_mode_split_the_devices_and_one_takes_over(
         io_loop: Any, redis_server: RedisServer) -> None:
     async with devices(4) as started, FleetView(redis_server.url) as view:
