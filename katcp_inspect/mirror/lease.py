@@ -13,7 +13,10 @@ devices up (``on_release``) before any other worker can take them. Workers annou
 themselves in a sorted set scored by the server's clock; each takes at most its fair share
 (the devices divided by the live workers, rounded up), preferring devices by rendezvous
 hashing so that assignments are stable, and gives back what exceeds its share when workers
-join.
+join. A worker takes its first devices one round after it announced itself, so that workers
+started together see each other first rather than one taking every device and giving half
+back. The renewals go from a thread of their own when the coordinator can open a connection
+(see :mod:`~katcp_inspect.mirror.renewal`), else from the event loop.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import inspect
 import logging
 import math
 import secrets
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -33,10 +37,12 @@ from redis.exceptions import RedisError
 from ..backoff import ExponentialRandomBackoff
 from ..stats import OnceLogger
 from ..text import printable
-from .calls import call, execute, queue
+from .calls import execute, queue
+from .renewal import Lease, Renewal, RenewalThread, RoundPlan
 from .schema import Keys
 
 if TYPE_CHECKING:
+    import redis
     from redis.asyncio import Redis
 
 logger = logging.getLogger("katcp_inspect.mirror.lease")
@@ -59,12 +65,14 @@ class Coordinator:
     seconds. ``on_acquire(name)`` is called when this worker gains a device,
     ``on_release(name)`` when it loses or gives one up (either may return an awaitable; it
     is run as a task, never awaited by the lease loop). ``fair=False`` takes every device it
-    can (one process mirroring a whole fleet)."""
+    can (one process mirroring a whole fleet). With ``blocking`` (a function that opens a
+    blocking :class:`redis.Redis` connection), the renewals go from a thread of their own."""
 
     def __init__(self, redis: Redis, worker_id: str, devices: Iterable[str], *,
                  keys: Keys | None = None, lease: float = 5.0, fair: bool = True,
                  on_acquire: DeviceCallback | None = None,
-                 on_release: DeviceCallback | None = None) -> None:
+                 on_release: DeviceCallback | None = None,
+                 blocking: Callable[[], redis.Redis] | None = None) -> None:
         if not lease > 0:
             raise ValueError(f"lease must be positive, not {lease!r}")
         self.worker_id = worker_id
@@ -77,8 +85,13 @@ class Coordinator:
         self._redis = redis
         self._keys = keys or Keys()
         self._devices = dict.fromkeys(devices)
-        #: Owned device → (token, local deadline on the monotonic clock).
+        #: Owned device → (token, local deadline on the ``time.monotonic()`` clock).
         self._owned: dict[str, tuple[str, float]] = {}
+        self._plan = RoundPlan(self._keys, worker_id, lease)
+        self._blocking = blocking
+        self._thread: RenewalThread | None = None
+        #: Leases the renewal thread claimed again after this worker had given them up.
+        self._strays: list[Lease] = []
         self._task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
         self._pending: set[asyncio.Future[Any]] = set()
@@ -112,6 +125,7 @@ class Coordinator:
         """A write for ``name`` was refused: another worker holds its lease."""
         if name in self._owned:
             self._lose(name)
+            self._publish()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -120,6 +134,10 @@ class Coordinator:
         if self._task is None:
             self._stopping = stopping = asyncio.Event()
             self._task = asyncio.ensure_future(self._run(stopping))
+            if self._blocking is not None:
+                self._thread = RenewalThread(self._plan, self._blocking, self.period,
+                                             asyncio.get_running_loop(), self._renewed)
+                self._thread.start()
 
     async def stop(self, timeout: float = 2.0) -> None:
         """Give every lease up (``on_release`` first, then the keys deleted, for at most
@@ -128,6 +146,9 @@ class Coordinator:
         if task is not None and self._stopping is not None:
             self._stopping.set()
             await asyncio.gather(task, return_exceptions=True)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await thread.stop(timeout)
         owned = list(self._owned.items())
         for name in list(self._owned):
             self._lose(name)
@@ -150,11 +171,13 @@ class Coordinator:
     # ------------------------------------------------------------------ the loop
 
     async def _run(self, stopping: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
+        settled = time.monotonic() + (self.period if self.fair else 0.0)
         while not stopping.is_set():
-            sent = loop.time()
+            sent = time.monotonic()
+            if self._thread is not None:
+                self._thread.tick()
             try:
-                await asyncio.wait_for(self._round(sent), self.period)
+                await asyncio.wait_for(self._round(sent, sent >= settled), self.period)
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 self._problems.log(("round", type(exc)), "Lease round failed (%r); retrying; "
                                    "devices are given up %g s after their last renewal",
@@ -163,53 +186,75 @@ class Coordinator:
                 self._backoff.failed()
             else:
                 self._backoff.success()
-                delay = self.period - (loop.time() - sent)
-            self._expire(loop.time())
+                delay = self.period - (time.monotonic() - sent)
+            self._expire(time.monotonic())
+            self._publish()
             if self._owned:
                 nearest = min(deadline for _, deadline in self._owned.values())
-                delay = min(delay, nearest - loop.time())
+                delay = min(delay, nearest - time.monotonic())
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stopping.wait(), max(delay, 0.01))
 
     def _expire(self, now: float) -> None:
         for name, (_, deadline) in list(self._owned.items()):
             if deadline <= now:
-                self._problems.log(("expired", name), "%s: lease not renewed in time; given "
-                                   "up", printable(name))
+                self._problems.log("expired", "%s: lease not renewed in time; given up",
+                                   printable(name))
                 self._lose(name)
 
-    async def _round(self, sent: float) -> None:
-        deadline = sent + self.lease * LOCAL_SHARE
-        self.workers = int(await call(self._redis, "heartbeat", [self._keys.workers],
-                                       [self.worker_id, int(self.lease * 1000)]))
-        await self._renew(deadline)
+    async def _round(self, sent: float, acquire: bool) -> None:
+        if self._thread is None:
+            leases = self._leases()
+            pipe = self._redis.pipeline(transaction=False)
+            self._plan.queue(pipe, leases)
+            self._renewed(self._plan.result(sent, leases, await execute(self._redis, pipe)))
+        elif not self.workers:
+            return  # the thread has not heard from Redis yet: the share is unknown
+        strays, self._strays = self._strays, []
+        if strays:
+            await self._release(strays)
         share = self._share()
         unwanted = [n for n in self._owned if n not in self._devices]
         excess = len(self._owned) - share
         if excess > 0 or unwanted:
             await self._give_back(unwanted, excess)
-        elif excess < 0:
-            await self._acquire(-excess, deadline)
+        elif excess < 0 and acquire:
+            await self._acquire(-excess, sent + self.lease * LOCAL_SHARE)
 
     def _share(self) -> int:
         if not self.fair:
             return len(self._devices)
         return math.ceil(len(self._devices) / max(self.workers, 1))
 
-    async def _renew(self, deadline: float) -> None:
-        owned = list(self._owned.items())
-        if not owned:
+    def _renewed(self, renewal: Renewal) -> None:
+        """A round's outcome (from the thread, or from :meth:`_round`)."""
+        if self._thread is not None:
+            self._thread.tick()
+        if renewal.error is not None:
+            self._problems.log(("renew", type(renewal.error)), "Renewing the leases failed "
+                               "(%r); retrying; devices are given up %g s after their last "
+                               "renewal", renewal.error, self.lease * LOCAL_SHARE)
             return
-        keys = [self._keys.device(name, "lease") for name, _ in owned]
-        results = await call(self._redis, "renew", keys, [
-            int(self.lease * 1000), *(token for _, (token, _) in owned)])
-        for (name, (token, _)), result in zip(owned, results):
-            if name not in self._owned:  # lost meanwhile (a fenced write)
-                continue
-            if int(result):
-                self._owned[name] = (token, deadline)
+        self.workers = renewal.workers
+        deadline = renewal.sent + self.lease * LOCAL_SHARE
+        for (name, token), result in zip(renewal.leases, renewal.results):
+            held = self._owned.get(name)
+            if held is None or held[0] != token:  # given up since the round was sent
+                if result == 2:
+                    self._strays.append((name, token))
+            elif result:
+                self._owned[name] = (token, max(deadline, held[1]))
             else:
                 self._lose(name)
+        self._publish()
+
+    def _leases(self) -> tuple[Lease, ...]:
+        return tuple((name, token) for name, (token, _) in self._owned.items())
+
+    def _publish(self) -> None:
+        """Give the renewal thread the leases held now."""
+        if self._thread is not None:
+            self._thread.leases = self._leases()
 
     async def _give_back(self, unwanted: list[str], excess: int) -> None:
         ranked = sorted((n for n in self._owned if n not in unwanted),
@@ -218,8 +263,12 @@ class Coordinator:
         tokens = [(name, self._owned[name][0]) for name in names]
         for name in names:
             self._lose(name)  # stop writing before anyone else can start
+        self._publish()
+        await self._release(tokens)
+
+    async def _release(self, leases: list[Lease]) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        for name, token in tokens:
+        for name, token in leases:
             queue(pipe, "release", [self._keys.device(name, "lease")], [token])
         await execute(self._redis, pipe)
 
@@ -242,6 +291,7 @@ class Coordinator:
             if result and name in self._devices and self._task is not None:
                 self._owned[name] = (token, deadline)
                 self._call(self.on_acquire, name)
+        self._publish()
 
     def _lose(self, name: str) -> None:
         self._owned.pop(name, None)

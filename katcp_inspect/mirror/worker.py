@@ -19,11 +19,13 @@ device to :meth:`DeviceMirror.set_status`).
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import redis
 import redis.asyncio as aioredis
 
 from .calls import call
@@ -50,6 +52,16 @@ def connect(url: str, options: Mapping[str, Any] | None = None) -> aioredis.Redi
     return aioredis.Redis.from_url(url, **kwargs)
 
 
+def connect_blocking(url: str, options: Mapping[str, Any] | None, timeout: float
+                     ) -> redis.Redis:
+    """A blocking client for ``url`` whose every call gives up after ``timeout`` seconds (for
+    the lease renewal thread, whose rounds must keep time)."""
+    kwargs: dict[str, Any] = {"socket_connect_timeout": timeout, "health_check_interval": 5}
+    kwargs.update(options or {})
+    kwargs["socket_timeout"] = timeout
+    return redis.Redis.from_url(url, **kwargs)
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -65,10 +77,12 @@ class RedisMirror:
                  on_release: DeviceCallback | None = None,
                  stream_maxlen: int = STREAM_MAXLEN, buffer: int = BUFFER,
                  redis_options: Mapping[str, Any] | None = None) -> None:
+        blocking = None
         if redis is None:
             if url is None:
                 raise ValueError("RedisMirror needs a url or a redis client")
             redis = connect(url, redis_options)
+            blocking = functools.partial(connect_blocking, url, redis_options, lease / 3)
             self._owns_redis = True
         else:
             self._owns_redis = False
@@ -80,7 +94,7 @@ class RedisMirror:
         self.writer = Writer(redis)
         self.coordinator = Coordinator(redis, self.worker_id, devices, keys=self.keys,
                                        lease=lease, fair=fair, on_acquire=self._acquired,
-                                       on_release=self._released)
+                                       on_release=self._released, blocking=blocking)
         self._stream_maxlen = stream_maxlen
         self._buffer = buffer
         self._mirrors: dict[str, DeviceMirror] = {}
@@ -180,4 +194,5 @@ class RedisMirror:
         await self.writer.until_idle()
 
 
-__all__ = ["BUFFER", "STREAM_MAXLEN", "RedisMirror", "connect", "default_worker_id"]
+__all__ = ["BUFFER", "STREAM_MAXLEN", "RedisMirror", "connect", "connect_blocking",
+           "default_worker_id"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from katcp_inspect import Sensor, SensorType
 from katcp_inspect.mirror import Coordinator, RedisMirror, connect
 from katcp_inspect.mirror.calls import call
 from katcp_inspect.mirror.schema import Keys
+from katcp_inspect.mirror.worker import connect_blocking
 
 from .fake_client import FakeClient
 from .helpers import eventually
@@ -54,12 +57,22 @@ class Owners:
         await asyncio.wait_for(wait(), timeout)
 
 
+def blocking(url: str, lease: float) -> Any:
+    """What a :class:`RedisMirror` made from ``url`` gives its coordinator: renewals from a
+    thread."""
+    return functools.partial(connect_blocking, url, None, lease / 3)
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["renewed-on-the-loop", "thread"])
 async def test_two_workers_split_the_devices_and_one_takes_over(
-        io_loop: Any, redis_server: RedisServer) -> None:
+        io_loop: Any, redis_server: RedisServer, thread: bool) -> None:
     owners = Owners()
     redis = connect(redis_server.url)
-    first = Coordinator(redis, "w1", DEVICES, lease=0.6, **owners.callbacks("w1"))
-    second = Coordinator(redis, "w2", DEVICES, lease=0.6, **owners.callbacks("w2"))
+    renewal = blocking(redis_server.url, 0.6) if thread else None
+    first = Coordinator(redis, "w1", DEVICES, lease=0.6, blocking=renewal,
+                        **owners.callbacks("w1"))
+    second = Coordinator(redis, "w2", DEVICES, lease=0.6, blocking=renewal,
+                         **owners.callbacks("w2"))
     try:
         first.start()
         await owners.until(lambda: len(owners.owned["w1"]) == len(DEVICES))
@@ -76,6 +89,84 @@ async def test_two_workers_split_the_devices_and_one_takes_over(
     finally:
         await first.stop()
         await second.stop()
+        await redis.aclose()
+
+
+async def test_workers_started_together_split_without_handing_devices_over(
+        io_loop: Any, redis_server: RedisServer) -> None:
+    released: list[str] = []
+    owners = Owners()
+    redis = connect(redis_server.url)
+    workers = []
+    for worker in ("w1", "w2"):
+        callbacks = owners.callbacks(worker)
+
+        def release(name: str, forward: Any = callbacks["on_release"]) -> None:
+            released.append(name)
+            forward(name)
+        workers.append(Coordinator(redis, worker, DEVICES, lease=0.6,
+                                   on_acquire=callbacks["on_acquire"], on_release=release))
+    try:
+        for coordinator in workers:
+            coordinator.start()
+        await owners.until(lambda: len(owners.owned["w1"]) == len(owners.owned["w2"]) == 4)
+        assert released == []  # each took its share at once: none taken and given back
+    finally:
+        for coordinator in workers:
+            await coordinator.stop()
+        await redis.aclose()
+
+
+async def _hold_the_loop(seconds: float, each: float) -> None:
+    """Keep the event loop busy for ``seconds``: callbacks of ``each`` seconds, one per turn."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(each)
+        await asyncio.sleep(0)
+
+
+async def test_a_busy_event_loop_keeps_its_leases(io_loop: Any,
+                                                  redis_server: RedisServer) -> None:
+    """Each turn of the loop takes longer than a renewal round may: renewed from the thread,
+    the leases are kept all the same."""
+    owners = Owners()
+    redis = connect(redis_server.url)
+    lease = 0.6
+    worker = Coordinator(redis, "busy", DEVICES, lease=lease, fair=False,
+                         blocking=blocking(redis_server.url, lease), **owners.callbacks("busy"))
+    try:
+        worker.start()
+        await owners.until(lambda: len(owners.owned["busy"]) == len(DEVICES))
+        tokens = {name: worker.token(name) for name in DEVICES}
+        await _hold_the_loop(4 * lease, lease / 2)
+        assert owners.owned["busy"] == set(DEVICES)
+        assert {name: worker.token(name) for name in DEVICES} == tokens
+        for name, token in tokens.items():
+            assert (await redis.get(Keys().device(name, "lease"))).decode() == token
+    finally:
+        await worker.stop()
+        await redis.aclose()
+
+
+async def test_a_stuck_event_loop_lets_its_leases_lapse(io_loop: Any,
+                                                        redis_server: RedisServer) -> None:
+    """The thread renews only while the loop runs: a process whose loop is stuck gives its
+    devices up to other workers (within twice the lease time)."""
+    owners = Owners()
+    redis = connect(redis_server.url)
+    lease = 0.6
+    worker = Coordinator(redis, "stuck", DEVICES, lease=lease, fair=False,
+                         blocking=blocking(redis_server.url, lease), **owners.callbacks("stuck"))
+    check = connect_blocking(redis_server.url, None, 1.0)
+    try:
+        worker.start()
+        await owners.until(lambda: len(owners.owned["stuck"]) == len(DEVICES))
+        time.sleep(2 * lease + 0.3)  # the loop is stuck: nothing on it runs
+        assert check.mget([Keys().device(name, "lease") for name in DEVICES]) == [
+            None] * len(DEVICES)
+    finally:
+        check.close()
+        await worker.stop()
         await redis.aclose()
 
 

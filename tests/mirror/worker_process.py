@@ -1,5 +1,6 @@
 """A lease worker in a process of its own, for the takeover tests: prints ``acquire NAME`` and
-``release NAME`` lines (names as repr) as its coordinator gains and loses devices.
+``release NAME`` lines (names as repr) as its coordinator gains and loses devices. It renews
+from a thread, as a fleet's worker does.
 
     python -m tests.mirror.worker_process URL WORKER_ID LEASE NAME...
 """
@@ -10,6 +11,7 @@ import asyncio
 import sys
 
 from katcp_inspect.mirror import Coordinator, connect
+from katcp_inspect.mirror.worker import connect_blocking
 
 
 def report(what: str, name: str) -> None:
@@ -19,6 +21,7 @@ def report(what: str, name: str) -> None:
 async def main(url: str, worker: str, lease: float, devices: list[str]) -> None:
     redis = connect(url)
     coordinator = Coordinator(redis, worker, devices, lease=lease,
+                              blocking=lambda: connect_blocking(url, None, lease / 3),
                               on_acquire=lambda n: report("acquire", n),
                               on_release=lambda n: report("release", n))
     coordinator.start()
