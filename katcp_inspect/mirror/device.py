@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("katcp_inspect.mirror")
 
+# Shared by every mirror of the process: a thousand devices fenced out at once (their worker
+# lost Redis for a while) make one warning and then a count, not a thousand warnings.
+_problems = OnceLogger(logger)
+
 #: The device states of the mirror's ``state`` field (those of the fleet).
 STATES = ("connecting", "syncing", "synced", "disconnected", "stopped")
 
@@ -110,7 +114,7 @@ class DeviceMirror:
         self._owner = owner
         self._maxlen = stream_maxlen
         self._buffer = buffer
-        self._problems = OnceLogger(logger)
+        self._problems = _problems
         # A synced report came and no model change since: the model may be committed.
         self._model_ready = False
         self._needs_commit = False

@@ -37,7 +37,7 @@ from redis.exceptions import RedisError
 from ..backoff import ExponentialRandomBackoff
 from ..stats import OnceLogger
 from ..text import printable
-from .calls import execute, queue
+from .calls import execute, load_scripts, queue
 from .renewal import Lease, Renewal, RenewalThread, RoundPlan
 from .schema import Keys
 
@@ -172,6 +172,8 @@ class Coordinator:
 
     async def _run(self, stopping: asyncio.Event) -> None:
         settled = time.monotonic() + (self.period if self.fair else 0.0)
+        with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
+            await asyncio.wait_for(load_scripts(self._redis), self.period)
         while not stopping.is_set():
             sent = time.monotonic()
             if self._thread is not None:

@@ -78,6 +78,12 @@ class RoundPlan(NamedTuple):
         return Renewal(sent, leases, int(replies[0]), results)
 
 
+def _load_scripts(client: redis.Redis) -> None:
+    with contextlib.suppress(RedisError, OSError):  # unreachable: the round will say so
+        for script in SCRIPTS.values():
+            client.script_load(script.source)
+
+
 class RenewalThread:
     """Sends ``plan``'s rounds every ``period`` seconds through a blocking client made by
     ``connect()``, reporting each to ``report`` on ``loop``."""
@@ -118,6 +124,7 @@ class RenewalThread:
                 if sent - self.ticked <= self._plan.lease:
                     if client is None:
                         client = self._connect()
+                        _load_scripts(client)
                     self._post(self._round(client, sent))
                 self._stopping.wait(max(self._period - (time.monotonic() - sent), 0.01))
         finally:
@@ -130,10 +137,8 @@ class RenewalThread:
         self._plan.queue(pipe, leases)
         try:
             return self._plan.result(sent, leases, pipe.execute())
-        except NoScriptError as exc:
-            with contextlib.suppress(RedisError, OSError):
-                for script in SCRIPTS.values():
-                    client.script_load(script.source)
+        except NoScriptError as exc:  # Redis restarted: its script cache is empty
+            _load_scripts(client)
             return Renewal(sent, leases, error=exc)
         except (RedisError, OSError, ValueError, TypeError, IndexError) as exc:
             return Renewal(sent, leases, error=exc)

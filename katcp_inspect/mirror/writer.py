@@ -98,6 +98,7 @@ class Writer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        await self._load_scripts()  # else a fresh Redis refuses the first batch
         while True:
             if not self._dirty:
                 if self._closing:

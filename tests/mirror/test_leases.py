@@ -138,7 +138,7 @@ async def test_a_busy_event_loop_keeps_its_leases(io_loop: Any,
         worker.start()
         await owners.until(lambda: len(owners.owned["busy"]) == len(DEVICES))
         tokens = {name: worker.token(name) for name in DEVICES}
-        await _hold_the_loop(4 * lease, lease / 2)
+        await _hold_the_loop(4 * lease, 0.75 * lease)
         assert owners.owned["busy"] == set(DEVICES)
         assert {name: worker.token(name) for name in DEVICES} == tokens
         for name, token in tokens.items():
