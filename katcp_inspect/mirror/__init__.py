@@ -24,7 +24,7 @@ from .follow import Gap, Update
 from .lease import Coordinator
 from .schema import DEFAULT_PREFIX, Keys, RequestModel, SensorModel, escape, unescape
 from .view import DeviceSnapshot, DeviceStatus, FleetView, exact
-from .worker import RedisMirror, connect
+from .worker import RedisMirror, connect, connect_blocking
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -43,6 +43,7 @@ __all__ = [
     "SensorModel",
     "Update",
     "connect",
+    "connect_blocking",
     "escape",
     "exact",
     "unescape",

@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 
 from katcp_inspect import Sensor, SensorType
-from katcp_inspect.mirror import Coordinator, RedisMirror, connect
+from katcp_inspect.mirror import Coordinator, RedisMirror, connect, connect_blocking
 from katcp_inspect.mirror.calls import call
 from katcp_inspect.mirror.schema import Keys
-from katcp_inspect.mirror.worker import connect_blocking
 
 from .fake_client import FakeClient
 from .helpers import eventually

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from katcp_inspect.mirror import Coordinator, connect
-from katcp_inspect.mirror.worker import connect_blocking
+from katcp_inspect.mirror import Coordinator, connect, connect_blocking
 
 
 def report(what: str, name: str) -> None:
