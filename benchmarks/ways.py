@@ -5,7 +5,8 @@ The ways: ``auto`` (``InspectingClientAsync(auto_sampling=...)``), ``bulk`` (one
 ``set_sampling_strategies`` call with every name), ``per-sensor`` (katcp-python style: every
 sensor object, then ``sensor.set_strategy`` for each, gathered) and ``per-name``
 (``set_sampling_strategy(name, ...)`` for each name, gathered). Each is timed from creating the
-client until every sensor is sampled and its value cached, in a fresh process, with the growth
+client until every sensor is sampled, its value cached and its object made (aiokatcp's
+watcher, too, makes one per sensor), in a fresh process, with the growth
 of the resident set (after ``gc``) and of its peak. The floor is a client that does only what
 the device must do for such a sync: ``?help`` and ``?sensor-list`` together, then one bulk
 ``?sensor-sampling`` of every name (or ``floor-chunked``: requests of 500 names, all sent at
@@ -96,16 +97,24 @@ async def floor(port: int, sensors: int, chunk: int | None = None) -> Result:
 
 
 async def _sample(ic: InspectingClientAsync, way: str) -> list[Any]:
-    """Sample every sensor of a synced client ``way``; the replies."""
+    """Sample every sensor of a synced client ``way`` (``auto``: sampled by the sync), ending
+    with every sensor's object made, as a sync "with objects" means (the per-sensor way makes
+    them first; the others ask for each once sampled); the replies."""
     names = ic.sensors
-    if way == "bulk":
-        return [await ic.set_sampling_strategies(names, STRATEGY)]
     if way == "per-sensor":
         sensors = await asyncio.gather(*(ic.future_get_sensor(name) for name in names))
         return list(await asyncio.gather(*(sensor.set_strategy(STRATEGY)
                                             for sensor in sensors if sensor is not None)))
-    return list(await asyncio.gather(*(ic.set_sampling_strategy(name, STRATEGY)
-                                       for name in names)))
+    if way == "bulk":
+        replies = [await ic.set_sampling_strategies(names, STRATEGY)]
+    elif way == "per-name":
+        replies = list(await asyncio.gather(*(ic.set_sampling_strategy(name, STRATEGY)
+                                              for name in names)))
+    else:
+        replies = []
+    for name in names:
+        ic.future_get_sensor(name).result()
+    return replies
 
 
 def _cache_problem(ic: InspectingClientAsync, sensors: int) -> str | None:
@@ -147,7 +156,7 @@ async def traced_way(port: int, sensors: int, way: str) -> Result:
     ic = InspectingClientAsync(HOST, port, auto_sampling=STRATEGY if way == "auto" else None)
     ic.connect()
     await ic.until_synced(WAIT)
-    replies = [] if way == "auto" else await _sample(ic, way)
+    replies = await _sample(ic, way)
     del replies
     await asyncio.sleep(0)  # the step that awaited the replies holds them until it ends
     gc.collect()
@@ -166,7 +175,7 @@ async def katcp_inspect_way(port: int, sensors: int, way: str) -> Result:
                                        auto_sampling=STRATEGY if way == "auto" else None)
             ic.connect()
             await ic.until_synced(WAIT)
-            replies = [] if way == "auto" else await _sample(ic, way)
+            replies = await _sample(ic, way)
         # What the way holds, not what its caller kept: the replies are checked and dropped.
         refused = [reply for reply, _ in replies if not reply.reply_ok()]
         del replies
