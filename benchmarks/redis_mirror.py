@@ -144,17 +144,20 @@ async def mirrored(url: str, fleet: dict[str, Client]) -> tuple[RedisMirror, flo
 
 async def write_rate(url: str, devices: int, sensors: int, updates: int) -> dict[str, float]:
     """Readings a second the mirror writes: ``updates`` readings, set in batches of 5 000
-    (each batch one loop turn), until the writer is idle."""
+    (each batch one loop turn; which sensors, drawn at random before the clock starts), until
+    the writer is idle."""
     fleet = make_fleet(devices, sensors)
     all_sensors = [s for c in fleet.values() for s in c.objects.values()]
+    batch = 5_000
+    batches = [random.sample(all_sensors, min(batch, updates - done))
+               for done in range(0, updates, batch)]
     mirror, commit = await mirrored(url, fleet)
     try:
-        batch = 5_000
         value = 0.0
         started = time.perf_counter()
-        for done in range(0, updates, batch):
+        for chosen in batches:
             now = time.time()
-            for sensor in random.sample(all_sensors, min(batch, updates - done)):
+            for sensor in chosen:
                 value += 1.0
                 sensor.set(now, Sensor.NOMINAL, value)
             await asyncio.sleep(0)

@@ -8,6 +8,7 @@ builtin already does the job. Everything here is pure: no I/O, no logging, no cl
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import operator
 import re
@@ -293,6 +294,14 @@ _ENCODERS: dict[SensorType, Callable[[Any], bytes]] = {
     SensorType.STRING: _encode_text,
     SensorType.ADDRESS: lambda v: str(_to_address(v)).encode("utf-8", "surrogateescape"),
 }
+
+
+def value_encoder(stype: SensorType, *, major: int = 5) -> Callable[[Any], bytes]:
+    """The function :func:`encode_value` applies for ``stype``: for callers that encode many
+    values of one sensor."""
+    if stype == SensorType.TIMESTAMP:
+        return functools.partial(encode_timestamp, major=major)
+    return _ENCODERS[stype]
 
 
 def encode_value(stype: SensorType, value: Any, *, major: int = 5) -> bytes:

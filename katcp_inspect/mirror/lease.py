@@ -93,7 +93,9 @@ class Coordinator:
         #: Leases the renewal thread claimed again after this worker had given them up.
         self._strays: list[Lease] = []
         self._task: asyncio.Task[None] | None = None
-        self._stopping: asyncio.Event | None = None
+        self._stopping = False
+        #: Set to start the next round at once (stopping, or the thread's first report).
+        self._poke: asyncio.Event | None = None
         self._pending: set[asyncio.Future[Any]] = set()
         self._backoff = ExponentialRandomBackoff(min(0.1, lease / 10), lease / 3)
         self._problems = OnceLogger(logger)
@@ -132,8 +134,9 @@ class Coordinator:
     def start(self) -> None:
         """Start the lease loop (it never waits for Redis: it retries with backoff)."""
         if self._task is None:
-            self._stopping = stopping = asyncio.Event()
-            self._task = asyncio.ensure_future(self._run(stopping))
+            self._stopping = False
+            self._poke = asyncio.Event()
+            self._task = asyncio.ensure_future(self._run(self._poke))
             if self._blocking is not None:
                 self._thread = RenewalThread(self._plan, self._blocking, self.period,
                                              asyncio.get_running_loop(), self._renewed)
@@ -143,8 +146,9 @@ class Coordinator:
         """Give every lease up (``on_release`` first, then the keys deleted, for at most
         ``timeout`` seconds) and leave the workers' set."""
         task, self._task = self._task, None
-        if task is not None and self._stopping is not None:
-            self._stopping.set()
+        if task is not None and self._poke is not None:
+            self._stopping = True
+            self._poke.set()
             await asyncio.gather(task, return_exceptions=True)
         thread, self._thread = self._thread, None
         if thread is not None:
@@ -170,11 +174,11 @@ class Coordinator:
 
     # ------------------------------------------------------------------ the loop
 
-    async def _run(self, stopping: asyncio.Event) -> None:
+    async def _run(self, poke: asyncio.Event) -> None:
         settled = time.monotonic() + (self.period if self.fair else 0.0)
         with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
             await asyncio.wait_for(load_scripts(self._redis), self.period)
-        while not stopping.is_set():
+        while not self._stopping:
             sent = time.monotonic()
             if self._thread is not None:
                 self._thread.tick()
@@ -195,7 +199,8 @@ class Coordinator:
                 nearest = min(deadline for _, deadline in self._owned.values())
                 delay = min(delay, nearest - time.monotonic())
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stopping.wait(), max(delay, 0.01))
+                await asyncio.wait_for(poke.wait(), max(delay, 0.01))
+            poke.clear()
 
     def _expire(self, now: float) -> None:
         for name, (_, deadline) in list(self._owned.items()):
@@ -237,6 +242,8 @@ class Coordinator:
                                "(%r); retrying; devices are given up %g s after their last "
                                "renewal", renewal.error, self.lease * LOCAL_SHARE)
             return
+        if not self.workers and self._poke is not None:
+            self._poke.set()  # the share is known now: no need to wait for the next round
         self.workers = renewal.workers
         deadline = renewal.sent + self.lease * LOCAL_SHARE
         for (name, token), result in zip(renewal.leases, renewal.results):
