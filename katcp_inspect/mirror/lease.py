@@ -182,8 +182,10 @@ class Coordinator:
             sent = time.monotonic()
             if self._thread is not None:
                 self._thread.tick()
+            # Renewed from the thread, a round only balances: a busy loop may take longer.
+            limit = self.period if self._thread is None else self.lease
             try:
-                await asyncio.wait_for(self._round(sent, sent >= settled), self.period)
+                await asyncio.wait_for(self._round(sent, sent >= settled), limit)
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 self._problems.log(("round", type(exc)), "Lease round failed (%r); retrying; "
                                    "devices are given up %g s after their last renewal",
@@ -226,7 +228,7 @@ class Coordinator:
         if excess > 0 or unwanted:
             await self._give_back(unwanted, excess)
         elif excess < 0 and acquire:
-            await self._acquire(-excess, sent + self.lease * LOCAL_SHARE)
+            await self._acquire(-excess)
 
     def _share(self) -> int:
         if not self.fair:
@@ -281,7 +283,7 @@ class Coordinator:
             queue(pipe, "release", [self._keys.device(name, "lease")], [token])
         await execute(self._redis, pipe)
 
-    async def _acquire(self, wanted: int, deadline: float) -> None:
+    async def _acquire(self, wanted: int) -> None:
         candidates = sorted((n for n in self._devices if n not in self._owned),
                             key=lambda n: -_preference(self.worker_id, n))
         if not candidates:
@@ -295,12 +297,15 @@ class Coordinator:
         for name, token in tokens.items():
             pipe.set(self._keys.device(name, "lease"), token, nx=True,
                      px=int(self.lease * 1000))
+        deadline = time.monotonic() + self.lease * LOCAL_SHARE
         results = await execute(self._redis, pipe)
         for (name, token), result in zip(tokens.items(), results):
             if result and name in self._devices and self._task is not None:
                 self._owned[name] = (token, deadline)
                 self._call(self.on_acquire, name)
         self._publish()
+        if self._thread is not None and any(results):
+            self._thread.renew_soon()  # a busy loop may have taken long to get here
 
     def _lose(self, name: str) -> None:
         self._owned.pop(name, None)

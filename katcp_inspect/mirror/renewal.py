@@ -99,12 +99,17 @@ class RenewalThread:
         self._period = period
         self._loop = loop
         self._report = report
-        self._stopping = threading.Event()
+        self._stopping = False
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"katcp-inspect leases of {plan.worker_id}")
 
     def start(self) -> None:
         self._thread.start()
+
+    def renew_soon(self) -> None:
+        """Start the next round now (new leases, called from the loop)."""
+        self._wake.set()
 
     def tick(self) -> None:
         """The event loop runs (called from it)."""
@@ -112,21 +117,23 @@ class RenewalThread:
 
     async def stop(self, timeout: float) -> None:
         """End the thread (waiting at most ``timeout`` seconds for its last round)."""
-        self._stopping.set()
+        self._stopping = True
+        self._wake.set()
         if self._thread.is_alive():
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, timeout)
 
     def _run(self) -> None:
         client: redis.Redis | None = None
         try:
-            while not self._stopping.is_set():
+            while not self._stopping:
                 sent = time.monotonic()
                 if sent - self.ticked <= self._plan.lease:
                     if client is None:
                         client = self._connect()
                         _load_scripts(client)
                     self._post(self._round(client, sent))
-                self._stopping.wait(max(self._period - (time.monotonic() - sent), 0.01))
+                self._wake.wait(max(self._period - (time.monotonic() - sent), 0.01))
+                self._wake.clear()
         finally:
             if client is not None:
                 client.close()
