@@ -205,7 +205,15 @@ class Coordinator:
             poke.clear()
 
     def _expire(self, now: float) -> None:
-        for name, (_, deadline) in list(self._owned.items()):
+        # What the thread renewed counts even if its report is still queued behind the
+        # loop's work (the order of a thread's callbacks and the loop's timers after a long
+        # turn differs between Python versions).
+        renewed = {} if self._thread is None else self._thread.renewed
+        for name, (token, deadline) in list(self._owned.items()):
+            sent = renewed.get(token)
+            if sent is not None and sent + self.lease * LOCAL_SHARE > deadline:
+                deadline = sent + self.lease * LOCAL_SHARE
+                self._owned[name] = (token, deadline)
             if deadline <= now:
                 self._problems.log("expired", "%s: lease not renewed in time; given up",
                                    printable(name))

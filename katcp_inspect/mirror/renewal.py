@@ -12,8 +12,11 @@ a process whose loop is stuck lets its leases lapse, and another worker takes th
 over.
 
 The thread owns none of the coordinator's state: it renews the snapshot of leases it was
-last given (:attr:`RenewalThread.leases`, replaced whole) and hands each round's
-:class:`Renewal` to the loop with ``call_soon_threadsafe``.
+last given (:attr:`RenewalThread.leases`, replaced whole), hands each round's
+:class:`Renewal` to the loop with ``call_soon_threadsafe``, and says when it last renewed each
+token (:attr:`RenewalThread.renewed`, replaced whole), which the loop reads when it checks its
+deadlines: a report still queued behind a long turn of the loop does not make it give a
+renewed lease up.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ class RenewalThread:
         self.leases: tuple[Lease, ...] = ()
         #: When the event loop last showed it runs.
         self.ticked = time.monotonic()
+        #: Token → when the last round that renewed it was sent (replaced whole per round).
+        self.renewed: dict[str, float] = {}
         self._plan = plan
         self._connect = connect
         self._period = period
@@ -131,7 +136,11 @@ class RenewalThread:
                     if client is None:
                         client = self._connect()
                         _load_scripts(client)
-                    self._post(self._round(client, sent))
+                    renewal = self._round(client, sent)
+                    if renewal.error is None:
+                        self.renewed = {token: sent for (_, token), result
+                                        in zip(renewal.leases, renewal.results) if result}
+                    self._post(renewal)
                 self._wake.wait(max(self._period - (time.monotonic() - sent), 0.01))
                 self._wake.clear()
         finally:
