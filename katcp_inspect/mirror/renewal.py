@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from redis.exceptions import NoScriptError, RedisError
 
+from ..stats import OnceLogger
 from .calls import queue
 from .scripts import SCRIPTS
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from .schema import Keys
 
 logger = logging.getLogger("katcp_inspect.mirror.lease")
+_problems = OnceLogger(logger)
 
 #: A device's lease as the worker holds it: its name and token.
 Lease = tuple[str, str]
@@ -79,6 +81,12 @@ class RoundPlan(NamedTuple):
     def result(self, sent: float, leases: tuple[Lease, ...], replies: list[Any]) -> Renewal:
         results = tuple(int(r) for r in replies[1]) if leases else ()
         return Renewal(sent, leases, int(replies[0]), results)
+
+
+def _closed(client: redis.Redis | None) -> None:
+    if client is not None:
+        with contextlib.suppress(Exception):  # closing a broken connection may fail too
+            client.close()
 
 
 def _load_scripts(client: redis.Redis) -> None:
@@ -129,23 +137,28 @@ class RenewalThread:
 
     def _run(self) -> None:
         client: redis.Redis | None = None
-        try:
-            while not self._stopping:
-                sent = time.monotonic()
-                if sent - self.ticked <= self._plan.lease:
+        while not self._stopping:
+            sent = time.monotonic()
+            if sent - self.ticked <= self._plan.lease:
+                try:
                     if client is None:
                         client = self._connect()
                         _load_scripts(client)
                     renewal = self._round(client, sent)
-                    if renewal.error is None:
-                        self.renewed = {token: sent for (_, token), result
-                                        in zip(renewal.leases, renewal.results) if result}
-                    self._post(renewal)
-                self._wake.wait(max(self._period - (time.monotonic() - sent), 0.01))
-                self._wake.clear()
-        finally:
-            if client is not None:
-                client.close()
+                except Exception as exc:  # a bug must not end the renewals for good
+                    _problems.log(("thread", type(exc)), "The lease renewal thread failed "
+                                  "(%r); it starts again with a new connection", exc,
+                                  exc_info=True)
+                    _closed(client)
+                    client = None
+                    renewal = Renewal(sent, self.leases, error=exc)
+                if renewal.error is None:
+                    self.renewed = {token: sent for (_, token), result
+                                    in zip(renewal.leases, renewal.results) if result}
+                self._post(renewal)
+            self._wake.wait(max(self._period - (time.monotonic() - sent), 0.01))
+            self._wake.clear()
+        _closed(client)
 
     def _round(self, client: redis.Redis, sent: float) -> Renewal:
         leases = self.leases

@@ -17,6 +17,7 @@ import pytest
 from katcp_inspect import Sensor, SensorType
 from katcp_inspect.mirror import Coordinator, RedisMirror, connect, connect_blocking
 from katcp_inspect.mirror.calls import call
+from katcp_inspect.mirror.renewal import RoundPlan
 from katcp_inspect.mirror.schema import Keys
 
 from .fake_client import FakeClient
@@ -142,6 +143,35 @@ async def test_a_busy_event_loop_keeps_its_leases(io_loop: Any,
         assert {name: worker.token(name) for name in DEVICES} == tokens
         for name, token in tokens.items():
             assert (await redis.get(Keys().device(name, "lease"))).decode() == token
+    finally:
+        await worker.stop()
+        await redis.aclose()
+
+
+async def test_the_renewal_thread_outlives_an_unexpected_error(
+        io_loop: Any, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in a round (here: the answer cannot be read) is logged; the next round, on a new
+    connection, renews as before."""
+    owners = Owners()
+    redis = connect(redis_server.url)
+    lease = 0.6
+    worker = Coordinator(redis, "w", DEVICES, lease=lease, fair=False,
+                         blocking=blocking(redis_server.url, lease), **owners.callbacks("w"))
+    failures = []
+    result = RoundPlan.result
+
+    def fails_twice(self: RoundPlan, *args: Any) -> Any:
+        if len(failures) < 2:
+            failures.append(args)
+            raise RuntimeError("a bug")
+        return result(self, *args)
+    monkeypatch.setattr(RoundPlan, "result", fails_twice)
+    try:
+        worker.start()
+        await owners.until(lambda: len(owners.owned["w"]) == len(DEVICES))
+        await _hold_the_loop(3 * lease, lease / 4)
+        assert len(failures) == 2
+        assert owners.owned["w"] == set(DEVICES)
     finally:
         await worker.stop()
         await redis.aclose()
