@@ -7,12 +7,12 @@ import argparse
 import asyncio
 import contextlib
 import re
-import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import attrs
 
+from ..signals import on_stop_signals
 from ..strategies import STRATEGIES
 
 T = TypeVar("T")
@@ -147,24 +147,10 @@ def compile_patterns(patterns: Sequence[str]) -> re.Pattern[str] | None:
         raise CliError(f"invalid regular expression: {exc}") from None
 
 
-@contextlib.contextmanager
-def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+def stop_on_signals(stop: asyncio.Event) -> contextlib.AbstractContextManager[None]:
     """While inside, SIGINT (Ctrl-C) and SIGTERM set ``stop`` instead of interrupting, so that
-    a long-running view can end cleanly. Where signal handlers cannot be installed, Ctrl-C
-    still interrupts the usual way."""
-    loop = asyncio.get_running_loop()
-    handled = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-            handled.append(signum)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
-    try:
-        yield
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
+    a long-running view can end cleanly (see :func:`~katcp_inspect.signals.on_stop_signals`)."""
+    return on_stop_signals(stop.set)
 
 
 async def wait_stop(stop: asyncio.Event, seconds: float | None) -> None:

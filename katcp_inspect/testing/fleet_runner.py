@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..fleet import FleetConfig
+from ..signals import on_stop_signals
 from .device import SimulatedDevice
 from .runner import start_simulator
 
@@ -81,24 +81,15 @@ async def serve_simulators(host: str, port: int, count: int, sensors: int, rate:
 
 async def _until_stopped(devices: Sequence[SimulatedDevice]) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-            handled.append(signum)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not on this platform, or not in the main thread: Ctrl-C still interrupts
     waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait()),
                asyncio.ensure_future(asyncio.gather(*(device.join() for device in devices)))]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-        for signum in handled:
-            loop.remove_signal_handler(signum)
+    with on_stop_signals(stop.set):
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
 
 
 def run_simulators(host: str, port: int, count: int, sensors: int, rate: float,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 from collections.abc import Sequence
 from typing import TextIO
 
 from ..kattypes import Address
+from ..signals import on_stop_signals
 from .device import SimulatedDevice
 
 DEFAULT_PORT = 7147
@@ -28,19 +28,10 @@ async def serve_simulator(host: str = "127.0.0.1", port: int = DEFAULT_PORT, sen
     print(f"Simulated KATCP device listening on {device.host}:{device.port} "
           f"(KATCP {device.protocol}, {len(device.sensors)} sensors, "
           f"updates at {rate:g} Hz); Ctrl-C to stop", file=out or sys.stdout, flush=True)
-    loop = asyncio.get_running_loop()
-    handled = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(signum, device.halt)
-            handled.append(signum)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not on this platform, or not in the main thread: Ctrl-C still interrupts
     try:
-        await device.join()
+        with on_stop_signals(device.halt):
+            await device.join()
     finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
         await device.stop()
 
 
