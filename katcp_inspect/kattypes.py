@@ -297,8 +297,8 @@ _ENCODERS: dict[SensorType, Callable[[Any], bytes]] = {
 
 
 def value_encoder(stype: SensorType, *, major: int = 5) -> Callable[[Any], bytes]:
-    """The function :func:`encode_value` applies for ``stype``: for callers that encode many
-    values of one sensor."""
+    """The function that encodes values of type ``stype`` (see :func:`encode_value`): for
+    callers that encode many values of one sensor."""
     if stype == SensorType.TIMESTAMP:
         return functools.partial(encode_timestamp, major=major)
     return _ENCODERS[stype]
@@ -311,9 +311,7 @@ def encode_value(stype: SensorType, value: Any, *, major: int = 5) -> bytes:
     rather than sending something the device would misread (an integer sensor will not
     silently truncate a float, for instance).
     """
-    if stype == SensorType.TIMESTAMP:
-        return encode_timestamp(value, major=major)
-    return _ENCODERS[stype](value)
+    return value_encoder(stype, major=major)(value)
 
 
 def discrete_in_set(value: str, params: Sequence[Any]) -> bool:
