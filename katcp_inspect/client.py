@@ -29,7 +29,7 @@ from .errors import (
 )
 from .inform_routing import ArgumentsHook, InformHook
 from .message import ArgumentLike, Message, MessageType, MidLike
-from .requests_table import ArgumentsReply, Reply
+from .requests_table import ArgumentsReply, InformReader, Reply
 from .waiting import start_task, with_timeout
 
 __all__ = [
@@ -149,12 +149,17 @@ class DeviceClient(ClientCore):
         cls = RequestInvalidError if code == b"invalid" else RequestFailedError
         raise cls(reply, informs)
 
-    def request_arguments(self, name: str, *args: ArgumentLike, timeout: float | None = None
-                          ) -> asyncio.Future[ArgumentsReply]:
+    def request_arguments(self, name: str, *args: ArgumentLike, timeout: float | None = None,
+                          read: InformReader = tuple) -> asyncio.Future[ArgumentsReply]:
         """Like :meth:`request_raw`, with each reply inform as the tuple of its arguments
         (what a listing's parser reads): a tuple of bytes is an object the garbage collector
-        stops tracking, so a long reply streaming in does not fill its oldest generation."""
-        return self._request(name, args, timeout, None, None, arguments_only=True)
+        stops tracking, so a long reply streaming in does not fill its oldest generation.
+
+        ``read``, if given, is called with each inform's arguments (a list of ``bytes``) as
+        it arrives, and the reply holds what it returns instead: a long listing is then
+        parsed while the device is still writing it. It must not raise (an exception ends
+        the connection, as any bug in handling what arrives does)."""
+        return self._request(name, args, timeout, None, None, read)
 
     def future_request(self, msg: Message, timeout: float | None = None,
                        use_mid: bool | None = None) -> asyncio.Future[Reply]:

@@ -33,7 +33,7 @@ from .message import ArgumentLike, Message, MessageType, MidLike
 from .negotiation import Negotiation
 from .protocol import KATCP_V4, ProtocolFlags
 from .receiving import Receiver
-from .requests_table import Reply, RequestTable
+from .requests_table import InformReader, Reply, RequestTable
 from .stats import ClientStats, OnceLogger
 from .text import printable
 from .waiting import ConnectWaiters, Flag, Timer, Timers, check_timeout, drain
@@ -506,10 +506,10 @@ class ClientCore:
         ids; without an id, requests of the same name are
         sent one at a time, since only the name can match their replies.
         """
-        return self._request(name, args, timeout, mid, use_mid, arguments_only=False)
+        return self._request(name, args, timeout, mid, use_mid)
 
     def _request(self, name: str, args: tuple[ArgumentLike, ...], timeout: float | None,
-                 mid: MidLike, use_mid: bool | None, *, arguments_only: bool
+                 mid: MidLike, use_mid: bool | None, read: InformReader | None = None
                  ) -> asyncio.Future[Any]:
         check_timeout(timeout, "timeout", allow_inf=True)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -520,7 +520,7 @@ class ClientCore:
             return future
         if timeout is None:
             timeout = max(self.default_timeout, self.timeout_hints.get(name, 0.0))
-        self._requests.add(message, future, timeout, arguments_only=arguments_only)
+        self._requests.add(message, future, timeout, read=read)
         return future
 
     def _request_message(self, name: str, args: tuple[ArgumentLike, ...], mid: MidLike,

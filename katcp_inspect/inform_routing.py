@@ -69,11 +69,11 @@ class InformRouter:
             name: hooks for name, hooks in self._argument_hooks.items()
             if name not in self._inform_hooks and name not in self._builtin}
 
-    def route(self, raw: Any, message: Message | None) -> None:
-        """Route the parsed inform ``raw``; ``message`` is what it was collected as if it is
-        part of a reply (then it counts as handled)."""
+    def route(self, raw: Any, collected: bool, message: Message | None) -> None:
+        """Route the parsed inform ``raw``; ``collected``: it is part of a reply (then it
+        counts as handled), as ``message`` if it was collected as one."""
         name = raw.name
-        handled = message is not None
+        handled = collected
         arg_hooks = self._argument_hooks.get(name)
         if arg_hooks is not None:
             handled = True

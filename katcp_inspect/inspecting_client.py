@@ -408,8 +408,10 @@ class InspectingClientAsync:
         objects of another type (katcp-python's ``katcp.Sensor``, say) gets those, and
         its user may ``typing.cast`` them to that type."""
         sensor = self._sensor_objects.get(name)
-        if sensor is not None or name in self._model.sensors:  # known: no task, no request
-            return _now(self._sensor_object, name) if sensor is None else _done(sensor)
+        if sensor is not None:
+            return _done(sensor)
+        if name in self._model.sensors:  # known: no task, no request
+            return _now(self._updates.sensor, name)
         return asyncio.ensure_future(self._get(name, update, self._sensor_object, sensors=True))
 
     def future_get_request(self, name: str, update: bool | None = None

@@ -10,7 +10,7 @@ counting. May import ``errors``, ``model``, ``stats``, ``text`` and (for its typ
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 
@@ -126,13 +126,14 @@ class Inspector:
         return questions
 
     async def _ask(self, question: Question,
-                   timeout: float) -> tuple[Message | None, list[tuple[bytes, ...]]]:
+                   timeout: float) -> tuple[Message | None, list[Any]]:
         """Send one inspection request; the reply and its informs' arguments. A named one the
         device refused comes back as ``(None, [])``: the name is unknown, whatever the
         wording of the refusal (B4)."""
         args = () if question.asked is None else (question.asked,)
         reply, informs = await self._client.request_arguments(question.request, *args,
-                                                              timeout=timeout)
+                                                              timeout=timeout,
+                                                              read=question.reader())
         if reply.reply_ok():
             return reply, informs
         if question.asked is not None:

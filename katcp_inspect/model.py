@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple, TypeVar, cast
 
 import attrs
@@ -139,21 +139,43 @@ def parse_timeout_hints(informs: Iterable[Arguments]) -> tuple[dict[str, float],
     return hints, problems
 
 
+class SensorListReader:
+    """Reads one ``#sensor-list`` inform's arguments at a time, as they arrive: its sensor's
+    fields, or the problem that makes it unreadable (a ``str``). An inspection reads each
+    inform as it comes, while the device writes the next ones: parsed after the reply, ten
+    thousand would keep the sync waiting for as long as a tenth of the device's own time."""
+
+    __slots__ = ("_shared",)
+
+    def __init__(self) -> None:
+        self._shared: dict[bytes, str] = {}
+
+    def __call__(self, args: Arguments) -> SensorFields | str:
+        try:
+            return sensor_fields(args, self._shared)
+        except ValueError as exc:
+            return f"{exc}: {_shown('sensor-list', args)}"
+
+
+def collect_sensor_list(items: Iterable[SensorFields | str]
+                        ) -> tuple[dict[str, SensorFields], list[str]]:
+    """What a :class:`SensorListReader` read → each sensor's fields (see
+    :class:`SensorRegistry`) by name, and problems found."""
+    found: dict[str, SensorFields] = {}
+    problems = []
+    for item in items:
+        if isinstance(item, str):
+            problems.append(item)
+        else:
+            found[item[0]] = item
+    return found, problems
+
+
 def parse_sensor_list(informs: Iterable[Arguments]
                       ) -> tuple[dict[str, SensorFields], list[str]]:
     """``#sensor-list`` informs' arguments → each sensor's fields (see
     :class:`SensorRegistry`) by name, and problems found."""
-    found: dict[str, SensorFields] = {}
-    problems = []
-    shared: dict[bytes, str] = {}
-    for args in informs:
-        try:
-            fields = sensor_fields(args, shared)
-        except ValueError as exc:
-            problems.append(f"{exc}: {_shown('sensor-list', args)}")
-            continue
-        found[fields[0]] = fields
-    return found, problems
+    return collect_sensor_list(map(SensorListReader(), informs))
 
 
 def _plain(info: SensorFields) -> SensorFields:
@@ -221,6 +243,10 @@ class Question:
     def is_pattern(self) -> bool:
         return self.asked is not None and self.asked.startswith("/") and self.asked.endswith("/")
 
+    def reader(self) -> Callable[[Arguments], Any]:
+        """What reads each inform of the answer as it arrives (see :func:`read_answer`)."""
+        return SensorListReader() if self.kind == "sensors" else tuple
+
 
 @attrs.frozen
 class Answer:
@@ -236,7 +262,7 @@ class Answer:
 _PARSERS: dict[str, Any] = {
     "help": lambda informs: _request_infos(*parse_help(informs)),
     "hint": parse_timeout_hints,
-    "sensors": parse_sensor_list,
+    "sensors": collect_sensor_list,
 }
 
 
@@ -255,9 +281,9 @@ def _count(reply: Message) -> int | None:
         return None
 
 
-def read_answer(question: Question, reply: Message | None, informs: Sequence[Arguments]
-                ) -> Answer:
-    """Parse the answer to ``question`` from its reply and its informs' arguments (``reply``
+def read_answer(question: Question, reply: Message | None, informs: Sequence[Any]) -> Answer:
+    """Parse the answer to ``question`` from its reply and its informs, each as the
+    question's :meth:`~Question.reader` read it (``reply``
     None: a named question the device refused,
     which says the name is unknown, whatever the wording). It cannot be the reply to the
     question if its count (``!name ok N``) matches neither the informs that came nor the

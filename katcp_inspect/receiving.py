@@ -63,9 +63,9 @@ class Receiver:
                         except Exception:
                             self._informs.hook_failed(hook, name)
                 else:
-                    route, message = self._requests.take_inform(item)
+                    route, collected, message = self._requests.take_inform(item)
                     if route:
-                        self._informs.route(item, message)
+                        self._informs.route(item, collected, message)
             elif mtype is _REPLY:
                 self._requests.take_reply(item)
             else:

@@ -22,24 +22,27 @@ from .text import printable
 from .waiting import Timer
 
 Reply = tuple[Message, list[Message]]
-#: A reply and its informs, each as the tuple of its arguments.
-ArgumentsReply = tuple[Message, list[tuple[bytes, ...]]]
+#: A reply and its informs, each as the tuple of its arguments (or as what a reader made of
+#: them: see :meth:`RequestTable.add`).
+ArgumentsReply = tuple[Message, list[Any]]
+#: Reads one reply inform's arguments as it arrives; the reply holds what it returns.
+InformReader = Callable[[list[bytes]], Any]
 CallLater = Callable[..., Timer]
 
 
 class PendingRequest:
     """A request in flight (or queued behind another of the same name on a device without ids)."""
 
-    __slots__ = ("arguments_only", "future", "inform_bytes", "informs", "key", "message",
-                 "overflowed", "sent", "timeout_handle")
+    __slots__ = ("future", "inform_bytes", "informs", "key", "message", "overflowed", "read",
+                 "sent", "timeout_handle")
 
     def __init__(self, message: Message, future: asyncio.Future[Any],
-                 arguments_only: bool = False) -> None:
+                 read: InformReader | None = None) -> None:
         self.message = message
         self.key = message.name.encode("ascii")
-        #: Resolves to a :data:`Reply`, or an :data:`ArgumentsReply` if ``arguments_only``.
+        #: Resolves to a :data:`Reply`, or an :data:`ArgumentsReply` if ``read`` is given.
         self.future = future
-        self.arguments_only = arguments_only
+        self.read = read
         self.informs: list[Any] = []
         #: Bytes of the informs' arguments, against the table's ``max_bytes``.
         self.inform_bytes = 0
@@ -91,11 +94,13 @@ class RequestTable:
         raise AssertionError("unreachable: more pending requests than ids tried")
 
     def add(self, message: Message, future: asyncio.Future[Any], timeout: float, *,
-            arguments_only: bool = False) -> None:
+            read: InformReader | None = None) -> None:
         """Send ``message`` (or queue it behind its name) and fail ``future`` after ``timeout``
         seconds (``inf``: never) unless the reply comes first. ``future`` gets a
-        :data:`Reply`, or with ``arguments_only`` an :data:`ArgumentsReply`."""
-        pending = PendingRequest(message, future, arguments_only)
+        :data:`Reply`, or with ``read`` an :data:`ArgumentsReply` holding what ``read`` made
+        of each inform's arguments, called as each arrives (so that a long listing is read
+        while the device is still writing it); ``read`` must not raise."""
+        pending = PendingRequest(message, future, read)
         if timeout != float("inf"):
             pending.timeout_handle = self._call_later(timeout, self._timed_out, pending, timeout)
         if message.mid is not None:
@@ -156,42 +161,47 @@ class RequestTable:
 
     # ------------------------------------------------------------------ what answers
 
-    def take_inform(self, raw: Any) -> tuple[bool, Message | None]:
+    def take_inform(self, raw: Any) -> tuple[bool, bool, Message | None]:
         """Collect an inform that is part of a reply.
 
         Gives whether the inform is to be routed on to the hooks at all (a misaddressed one,
-        or one past a cap, is dropped), and the :class:`Message` it was collected as (``None``
-        if it answers no request).
+        or one past a cap, is dropped), whether a request collected it, and the
+        :class:`Message` it was collected as (``None`` if it answers no request, or if the
+        request collects arguments only: a listing's ten thousand informs need no message).
         """
         mid = raw.mid
         if mid is None:
             queue = self.by_name.get(raw.name)
             if queue and queue[0].sent:
                 return self._collect(queue[0], raw)
-            return True, None
+            return True, False, None
         pending = self.by_mid.get(mid)
         if pending is None:
             self._stats.unmatched_informs += 1
             self._problems.log("unmatched-inform", "%s: inform #%s[%d] matches no pending "
                                "request (late or unknown)", self._address(),
                                printable(raw.name), mid)
-            return True, None
+            return True, False, None
         if pending.key != raw.name and not pending.overflowed:
             self._misaddressed(raw, pending)
-            return False, None
+            return False, False, None
         return self._collect(pending, raw)
 
-    def _collect(self, pending: PendingRequest, raw: Any) -> tuple[bool, Message | None]:
+    def _collect(self, pending: PendingRequest, raw: Any) -> tuple[bool, bool, Message | None]:
         if pending.overflowed:
             self._stats.overflow_dropped += 1
-            return False, None
-        pending.inform_bytes += sum(map(len, raw.arguments))
+            return False, False, None
+        arguments = raw.arguments
+        pending.inform_bytes += sum(map(len, arguments))
         if len(pending.informs) >= self.max_informs or pending.inform_bytes > self.max_bytes:
             self._overflow(pending)
-            return False, None
+            return False, False, None
+        if pending.read is not None:
+            pending.informs.append(pending.read(arguments))
+            return True, True, None
         message = Message.from_codec(raw)
-        pending.informs.append(tuple(raw.arguments) if pending.arguments_only else message)
-        return True, message
+        pending.informs.append(message)
+        return True, True, message
 
     def _overflow(self, pending: PendingRequest) -> None:
         # The request stays in the tables, so that the rest of its reply is recognised and

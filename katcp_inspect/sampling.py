@@ -28,7 +28,6 @@ from .sampling_requests import (
     for_protocol,
     format_strategy,
     make_strategy,
-    own_reply,
 )
 from .stats import InspectingStats, OnceLogger
 
@@ -98,10 +97,22 @@ class StrategyBook:
         """Which sensors need which strategy sent, grouped so that each group can be one bulk
         request. ``applied`` is what this connection already has (absent means ``none``)."""
         groups: dict[WireStrategy, list[str]] = {}
+        # wanted(), inlined: a sync plans every sensor of the model (ten thousand, say)
+        # before its first request can go, so this loop is on the sync's critical path.
+        by_name, rules, held = self._by_name, self._rules, self._held
+        default = self.default if self.default is not None else NONE
         for name in names:
-            want = self.wanted(name)
+            want = by_name.get(name)
+            if want is None:
+                want = self.user_wanted(name) if rules else default
+            if held and want == NONE and name in held:
+                want = held[name][0]
             if applied.get(name, NONE) != want:
-                groups.setdefault(want, []).append(name)
+                group = groups.get(want)
+                if group is None:
+                    groups[want] = [name]
+                else:
+                    group.append(name)
         return groups
 
 
@@ -120,8 +131,10 @@ class SamplingReconciler:
         self._client = client
         self._sensors = sensors
         self._requests = SamplingRequests(client, self.confirmed, stats, problems)
-        # Per-sensor calls of this event-loop turn: name -> the callers' futures.
-        self._turn: dict[str, list[asyncio.Future[Reply]]] = {}
+        # Per-sensor calls of this event-loop turn: name -> the first caller's future, and
+        # the futures of further calls for the same name (rare: no list per name otherwise).
+        self._turn: dict[str, asyncio.Future[Reply]] = {}
+        self._turn_more: dict[str, list[asyncio.Future[Reply]]] = {}
         self._turn_timeout = 0.0
 
     def new_connection(self) -> None:
@@ -136,9 +149,11 @@ class SamplingReconciler:
     def want_one(self, name: str, strategy: WireStrategy,
                  timeout: float) -> asyncio.Future[Reply]:
         """Remember ``strategy`` for ``name`` and send it together with the other calls of
-        this event-loop turn; resolves to the device's answer for this sensor (``fail``
-        while disconnected: the strategy is applied on connection). Several calls for one
-        name in one turn send the last strategy, and all get its outcome."""
+        this event-loop turn; resolves to the device's answer for this sensor: the reply to the
+        request that carried it (a bulk reply names every sensor of its chunk; a refusal is
+        the device's answer to this sensor alone), ``fail`` while disconnected (the strategy
+        is applied on connection). Several calls for one name in one turn send the last
+        strategy, and all get its outcome."""
         self.book.set(name, strategy)
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         if not self._client.is_connected:
@@ -146,11 +161,10 @@ class SamplingReconciler:
             return future
         if not self._turn:
             asyncio.get_running_loop().call_soon(self._end_turn)
-        waiting = self._turn.get(name)
-        if waiting is None:
-            self._turn[name] = [future]
+        if name in self._turn:
+            self._turn_more.setdefault(name, []).append(future)
         else:
-            waiting.append(future)
+            self._turn[name] = future
         self._turn_timeout = max(self._turn_timeout, timeout)
         if len(self._turn) >= BULK_SAMPLING_CHUNK:
             # A full request's worth: the device can start on it while the caller goes on.
@@ -159,14 +173,21 @@ class SamplingReconciler:
 
     def _end_turn(self) -> None:
         turn, self._turn = self._turn, {}
+        more, self._turn_more = self._turn_more, {}
         timeout, self._turn_timeout = self._turn_timeout, 0.0
         if not turn:  # already sent, a full request's worth at a time
             return
 
         def resolve(name: str, strategy: WireStrategy, reply: Reply) -> None:
-            for future in turn.pop(name, ()):
+            # The reply to the request that carried the name: a bulk reply, shared by every
+            # name of its chunk, costs nothing per name where one made per name would cost
+            # ten thousand messages (and as many objects for the collector) per sync.
+            future = turn.pop(name, None)
+            if future is not None and not future.done():
+                future.set_result(reply)
+            for future in more.pop(name, ()):
                 if not future.done():
-                    future.set_result(own_reply(name, strategy, reply))
+                    future.set_result(reply)
 
         if not self._client.is_connected:
             for name in list(turn):
@@ -208,7 +229,8 @@ class SamplingReconciler:
         """Send what the device needs for ``names`` (None: every sensor of the model) to
         match the book; resolves, once every answer is in, to the first refusal or an ``ok``
         reply."""
-        known = [n for n in (self._sensors if names is None else names) if n in self._sensors]
+        known = (list(self._sensors) if names is None
+                 else [n for n in names if n in self._sensors])
         groups = self.book.plan(known, self.confirmed)
         outcomes = _AllOutcomes(sum(len(group) for group in groups.values()))
         self._requests.send(groups, timeout, outcomes)

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
-from .message import Message, MessageType, encode_argument
+from .message import Message, encode_argument
 from .stats import InspectingStats, OnceLogger
 from .strategies import STRATEGIES
 from .text import printable
@@ -77,19 +77,6 @@ def for_protocol(strategy: WireStrategy, major: int) -> WireStrategy:
 
 def format_strategy(strategy: WireStrategy) -> str:
     return " ".join(p.decode("utf-8", "backslashreplace") for p in strategy)
-
-
-def own_reply(name: str, strategy: WireStrategy, reply: Reply) -> Reply:
-    """``reply`` as the answer to a request for ``name`` alone: a bulk ``ok`` becomes
-    ``!sensor-sampling ok NAME STRATEGY...``, what the device says to a single request."""
-    message = reply[0]
-    if not message.reply_ok() or len(message.arguments) < 2:
-        return reply
-    raw_name = name.encode("utf-8", "surrogateescape")
-    if message.arguments[1] == raw_name:
-        return reply
-    return Message.trusted(MessageType.REPLY, "sensor-sampling",
-                           [b"ok", raw_name, *strategy]), []
 
 
 class SamplingRequests:

@@ -44,6 +44,7 @@ Record = tuple[int, float, int, Any]
 _STATUS_CODE: dict[bytes, int] = {wire: int(status) for wire, status in STATUS_FROM_WIRE.items()}
 _STATUSES: list[SensorStatus] = sorted(SensorStatus)
 _UNREACHABLE = int(SensorStatus.UNREACHABLE)
+_TIMESTAMP = SensorType.TIMESTAMP
 
 
 class Target(Protocol):
@@ -119,7 +120,10 @@ class SensorUpdates:
             self.ticks_per_second = ticks
             self._decoders = _decoders(major)
             for name, sensor in self.objects.items():
-                self._add_target(name, sensor)
+                info = self._sensors.get(name)
+                stype = SensorType.STRING if info is None else self._kind_of(info)[0]
+                self.targets[name.encode("utf-8", "surrogateescape")] = self._target(sensor,
+                                                                                    stype)
 
     def disconnected(self) -> None:
         """Every cached reading keeps its value, now with the status ``unreachable``."""
@@ -262,35 +266,36 @@ class SensorUpdates:
             return sensor
         info = self._sensors[name]
         stype, params = self._kind_of(info)
-        raw_name = info.name.encode("utf-8", "surrogateescape")
+        raw_name = name.encode("utf-8", "surrogateescape")
         record = self.records.get(raw_name)
         factory = self._current_factory()
         if factory is Sensor:  # the default
             sensor = Sensor.from_model(
-                info.name, stype, info.description, info.units, params, self._setter,
+                name, stype, info.description, info.units, params, self._setter,
                 None if record is None else (record[1], _STATUSES[record[2]], record[3]))
         else:
             sensor = self._made_by(factory, info, stype, params)
             if record is not None:
                 sensor.set(record[1], _STATUSES[record[2]], record[3])
-        self.records.pop(raw_name, None)
-        self.objects[info.name] = sensor
-        self._add_target(info.name, sensor)
+        if record is not None:
+            del self.records[raw_name]
+        self.objects[name] = sensor
+        self.targets[raw_name] = self._target(sensor, stype)
         return sensor
 
-    def _add_target(self, name: str, sensor: Any) -> None:
-        """Where readings of ``name`` go: straight into our own :class:`Sensor`, or decoded
-        here for objects from other factories, and for timestamp-typed values from a KATCP
-        v4 device (milliseconds)."""
-        stype = getattr(sensor, "sensor_type", None)
-        if not isinstance(stype, SensorType):
-            stype = kattypes.type_from_name(self._sensors[name].type_name)[0]
-        major = 5 if self.ticks_per_second == 1.0 else 4
-        raw_name = name.encode("utf-8", "surrogateescape")
-        if isinstance(sensor, Sensor) and (stype != SensorType.TIMESTAMP or major >= 5):
-            self.targets[raw_name] = sensor
-        else:
-            self.targets[raw_name] = _Decoding(sensor, kattypes.value_decoder(stype, major=major))
+    def _target(self, sensor: Any, stype: SensorType) -> Target:
+        """Where readings of ``sensor`` (of type ``stype`` in the model) go: straight into our
+        own :class:`Sensor`, or decoded here for objects from other factories, and for
+        timestamp-typed values from a KATCP v4 device (milliseconds)."""
+        v5 = self.ticks_per_second == 1.0
+        if sensor.__class__ is Sensor and (v5 or stype is not _TIMESTAMP):
+            return sensor  # the default, nearly always: nothing more to ask
+        own = getattr(sensor, "sensor_type", None)
+        if isinstance(own, SensorType):
+            stype = own
+        if isinstance(sensor, Sensor) and (v5 or stype is not _TIMESTAMP):
+            return sensor
+        return _Decoding(sensor, kattypes.value_decoder(stype, major=5 if v5 else 4))
 
     def _made_by(self, factory: Callable[..., Any], info: SensorInfo,
                  stype: kattypes.SensorType, params: tuple[Any, ...]) -> Any:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from katcp_inspect.sampling import (
     NONE,
     StrategyBook,
@@ -35,6 +38,33 @@ def test_plan_groups_what_differs_from_the_connection() -> None:
     book.set("b", NONE)
     plan = book.plan(["a", "b", "c"], applied={"a": (b"auto",)})
     assert plan == {(b"auto",): ["c"]}
+
+
+_NAMES = ["a", "ab", "b.c", "c", "cd"]
+_STRATEGIES = st.sampled_from([NONE, (b"auto",), (b"event",), (b"period", b"0.5")])
+
+
+@given(default=st.one_of(st.none(), _STRATEGIES),
+       explicit=st.dictionaries(st.sampled_from(_NAMES), _STRATEGIES),
+       patterns=st.lists(st.tuples(st.sampled_from(["a", "^c", r"\.", "d$"]), _STRATEGIES)),
+       held=st.lists(st.tuples(st.sampled_from(_NAMES), _STRATEGIES)),
+       applied=st.dictionaries(st.sampled_from(_NAMES), _STRATEGIES))
+def test_plan_sends_each_name_what_wanted_says(
+        default: tuple[bytes, ...] | None, explicit: dict[str, tuple[bytes, ...]],
+        patterns: list[tuple[str, tuple[bytes, ...]]], held: list[tuple[str, tuple[bytes, ...]]],
+        applied: dict[str, tuple[bytes, ...]]) -> None:
+    book = StrategyBook(default=default)
+    for pattern, strategy in patterns:
+        book.set_pattern(pattern, strategy)
+    for name, strategy in explicit.items():
+        book.set(name, strategy)
+    for name, strategy in held:
+        book.hold(name, strategy)
+    expected: dict[tuple[bytes, ...], list[str]] = {}
+    for name in _NAMES:
+        if applied.get(name, NONE) != book.wanted(name):
+            expected.setdefault(book.wanted(name), []).append(name)
+    assert book.plan(_NAMES, applied) == expected
 
 
 def test_times_are_seconds_to_the_user_and_milliseconds_to_katcp_4() -> None:

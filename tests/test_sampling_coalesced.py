@@ -70,7 +70,12 @@ async def synced(device: SimulatedDevice) -> AsyncIterator[InspectingClientAsync
 
 
 def own_answer(reply: Reply, name: str, *strategy: bytes) -> bool:
-    return reply[0].reply_ok() and reply[0].arguments == [b"ok", name.encode(), *strategy]
+    """``reply`` says ``ok`` to ``strategy`` for ``name``: the reply to a request for it alone,
+    or to a bulk request that named it among others."""
+    message = reply[0]
+    return (message.reply_ok() and len(message.arguments) >= 2
+            and name.encode() in message.arguments[1].split(b",")
+            and message.arguments[2:] == list(strategy))
 
 
 async def test_one_turn_of_calls_goes_as_bulk_chunks_each_answered_for_itself(
