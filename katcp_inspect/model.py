@@ -306,6 +306,9 @@ def _merge(registry: dict[str, T], found: Mapping[str, T], asked: str | None) ->
     """Apply an inspection's result: all of it (``asked is None``), or just what one named
     inspection covers: the entries it returned, and the asked name if it is now unknown."""
     if asked is None:
+        if not registry:  # the first listing: ten thousand entries, nothing to compare
+            registry.update(found)
+            return
         for name in [n for n in registry if n not in found]:
             del registry[name]
     elif asked not in found:
@@ -316,6 +319,8 @@ def _merge(registry: dict[str, T], found: Mapping[str, T], asked: str | None) ->
 
 
 def _diff(old: Mapping[str, T], new: Mapping[str, T]) -> AttrDict | None:
+    if not old:  # the first listing
+        return AttrDict(added=set(new), removed=set()) if new else None
     added = {n for n in new if n not in old}
     removed = {n for n in old if n not in new}
     modified = {n for n, info in new.items() if n in old and old[n] is not info
@@ -346,8 +351,8 @@ class DeviceModel:
         if requests is not None:
             _merge(self.requests, requests, asked_request)
         if sensors is not None:
-            _merge(self.sensors.raw, {name: _plain(info) for name, info in sensors.items()},
-                   asked_sensor)
+            _merge(self.sensors.raw, {name: info if info.__class__ is tuple else _plain(info)
+                                      for name, info in sensors.items()}, asked_sensor)
 
     def apply_answers(self, answers: Iterable[Answer]) -> None:
         """Apply every answer of one inspection: a whole listing replaces its half; a named

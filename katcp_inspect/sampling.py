@@ -96,11 +96,16 @@ class StrategyBook:
              applied: Mapping[str, WireStrategy]) -> dict[WireStrategy, list[str]]:
         """Which sensors need which strategy sent, grouped so that each group can be one bulk
         request. ``applied`` is what this connection already has (absent means ``none``)."""
-        groups: dict[WireStrategy, list[str]] = {}
         # wanted(), inlined: a sync plans every sensor of the model (ten thousand, say)
         # before its first request can go, so this loop is on the sync's critical path.
         by_name, rules, held = self._by_name, self._rules, self._held
         default = self.default if self.default is not None else NONE
+        if not (by_name or rules or held):  # every sensor wants the default
+            same = [name for name in names if applied.get(name, NONE) != default]
+            return {default: same} if same else {}
+        groups: dict[WireStrategy, list[str]] = {}
+        last: WireStrategy | None = None
+        group: list[str] = []
         for name in names:
             want = by_name.get(name)
             if want is None:
@@ -108,11 +113,10 @@ class StrategyBook:
             if held and want == NONE and name in held:
                 want = held[name][0]
             if applied.get(name, NONE) != want:
-                group = groups.get(want)
-                if group is None:
-                    groups[want] = [name]
-                else:
-                    group.append(name)
+                if want is not last:  # one strategy for every name, nearly always
+                    group = groups.setdefault(want, [])
+                    last = want
+                group.append(name)
         return groups
 
 
