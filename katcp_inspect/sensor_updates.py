@@ -265,6 +265,7 @@ class SensorUpdates:
         if sensor is not None:
             return sensor
         info = self._sensors[name]
+        name = info.name  # the model's string, not the caller's copy: one per sensor is held
         stype, params = self._kind_of(info)
         raw_name = name.encode("utf-8", "surrogateescape")
         record = self.records.get(raw_name)

@@ -161,3 +161,14 @@ async def test_a_known_sensor_comes_back_at_once_and_the_same(io_loop: Any) -> N
         assert first.done()
         second = client.future_get_sensor(name)
         assert second.done() and second.result() is first.result()
+
+
+async def test_a_sensor_object_holds_the_models_name_not_the_callers(io_loop: Any) -> None:
+    """Ten thousand lookups with names the caller built must not keep ten thousand copies."""
+    device = SimulatedDevice.with_demo_sensors(rate=None, protocol="5.1")
+    async with synced(device) as client:
+        model_name = sorted(client.sensors)[0]
+        copy = "".join(list(model_name))
+        assert copy is not model_name
+        sensor = await client.future_get_sensor(copy)
+        assert sensor is not None and sensor.name is model_name
