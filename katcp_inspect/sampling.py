@@ -159,18 +159,21 @@ class SamplingReconciler:
         is applied on connection). Several calls for one name in one turn send the last
         strategy, and all get its outcome."""
         self.book.set(name, strategy)
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
         if not self._client.is_connected:
             future.set_result(_not_connected())
             return future
-        if not self._turn:
-            asyncio.get_running_loop().call_soon(self._end_turn)
-        if name in self._turn:
+        turn = self._turn
+        if not turn:
+            loop.call_soon(self._end_turn)
+        if name in turn:
             self._turn_more.setdefault(name, []).append(future)
         else:
-            self._turn[name] = future
-        self._turn_timeout = max(self._turn_timeout, timeout)
-        if len(self._turn) >= BULK_SAMPLING_CHUNK:
+            turn[name] = future
+        if timeout > self._turn_timeout:
+            self._turn_timeout = timeout
+        if len(turn) >= BULK_SAMPLING_CHUNK:
             # A full request's worth: the device can start on it while the caller goes on.
             self._end_turn()
         return future
@@ -199,6 +202,9 @@ class SamplingReconciler:
             return
         known = [name for name in turn if name in self._sensors]
         groups = self.book.plan(known, self.confirmed)
+        if len(known) == len(turn) == sum(map(len, groups.values())):
+            self._requests.send(groups, timeout, resolve)  # every name needs sending
+            return
         sent = {name for group in groups.values() for name in group}
         for name in [name for name in turn if name not in sent]:
             # Already what the device has (or a name the model does not know: the device
