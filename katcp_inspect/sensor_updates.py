@@ -271,9 +271,9 @@ class SensorUpdates:
         record = self.records.get(raw_name)
         factory = self._current_factory()
         if factory is Sensor:  # the default
-            sensor = Sensor.from_model(
-                name, stype, info.description, info.units, params, self._setter,
-                None if record is None else (record[1], _STATUSES[record[2]], record[3]))
+            sensor = Sensor.from_model(name, stype, info.description, info.units, params,
+                                       self._setter,
+                                       None if record is None else record[1:])
         else:
             sensor = self._made_by(factory, info, stype, params)
             if record is not None:
