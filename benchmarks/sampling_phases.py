@@ -1,22 +1,32 @@
-"""Where the per-sensor and per-name ways of metric (f) spend their time, phase by phase.
+"""Where the per-sensor and per-name ways of metric (f) spend their time, phase by phase; with
+``--model``, the model phase of a sync against the device's.
 
     python benchmarks/sampling_phases.py [--rounds 2]
+    python benchmarks/sampling_phases.py --model [--rounds 8]
 
 Against one aiokatcp device of 10,000 sensors (``aiokatcp_device.py``, in a process of its
 own), each way in turn on a freshly synced client: ``calls`` is when the caller has made its
 last call (for per-sensor: when its gather of every sensor object is done, before the first
 ``set_strategy``), ``replies`` when every call's future is done, ``total`` when the caller's
 gather is done and every sensor has its object.
+
+``--model`` alternates, ``rounds`` times each, the device's floor for the model phase (a client
+that sends ``?help`` and ``?sensor-list`` together and reads until ``!sensor-list``, parsing
+nothing) and an ``auto_sampling`` sync, timed from creating the client until its first
+``?sensor-sampling`` is sent: the model phase, and the step from the model to sampling.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
+from typing import Any
 
 import aiokatcp_device
 import processes
+import ways
 
 from katcp_inspect import InspectingClientAsync
 
@@ -62,12 +72,57 @@ async def measure(port: int, rounds: int) -> None:
             await client.stop()
 
 
+async def floor_model(port: int) -> float:
+    start = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=ways.READ_SIZE)
+    writer.write(b"?help[1]\n?sensor-list[2]\n")
+    await asyncio.wait_for(ways._read_until(reader, b"!sensor-list[2]"), 60)
+    seconds = time.perf_counter() - start
+    writer.close()
+    return seconds
+
+
+async def model_phase(port: int) -> float:
+    """Seconds from creating an ``auto_sampling`` client until its first ``?sensor-sampling``."""
+    start = time.perf_counter()
+    client = InspectingClientAsync("127.0.0.1", port, auto_sampling="auto")
+    sent: list[float] = []
+    request = client.katcp_client.future_request
+
+    def timed(msg: Any, timeout: float | None = None, use_mid: bool | None = None) -> Any:
+        if msg.name == "sensor-sampling" and not sent:
+            sent.append(time.perf_counter() - start)
+        return request(msg, timeout, use_mid)
+
+    client.katcp_client.future_request = timed  # type: ignore[method-assign]
+    client.connect()
+    await client.until_synced(60)
+    await client.stop()
+    return sent[0]
+
+
+async def measure_model(port: int, rounds: int) -> None:
+    floors, ours = [], []
+    for _ in range(rounds):
+        floors.append(await floor_model(port))
+        await asyncio.sleep(0.5)
+        ours.append(await model_phase(port))
+        await asyncio.sleep(0.5)
+    print(f"device floor, ?help and ?sensor-list read: {statistics.median(floors):.3f} s; "
+          f"katcp-inspect, first ?sensor-sampling sent: {statistics.median(ours):.3f} s "
+          f"(medians of {rounds})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--model", action="store_true", help="the model phase against the floor")
     args = parser.parse_args()
     with processes.Devices([(10_000, 0)], serve=aiokatcp_device.serve) as device:
-        asyncio.run(measure(device.ports[0], args.rounds))
+        if args.model:
+            asyncio.run(measure_model(device.ports[0], args.rounds or 8))
+        else:
+            asyncio.run(measure(device.ports[0], args.rounds or 2))
 
 
 if __name__ == "__main__":
