@@ -410,7 +410,7 @@ class InspectingClientAsync:
         sensor = self._sensor_objects.get(name)
         if sensor is not None:
             return _done(sensor)
-        if name in self._model.sensors:  # known: no task, no request
+        if name in self._model.sensors.raw:  # known: no task, no request
             return _now(self._updates.sensor, name)
         return asyncio.ensure_future(self._get(name, update, self._sensor_object, sensors=True))
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from . import kattypes
 from .kattypes import STATUS_FROM_WIRE, SensorStatus, SensorType
-from .model import SensorInfo
+from .model import SensorInfo, SensorRegistry
 from .sensor import Reading, Sensor, StrategySetter
 from .stats import InspectingStats, OnceLogger
 from .text import printable
@@ -86,7 +85,7 @@ class SensorUpdates:
     """The sensor objects of one inspecting client, made on first use by its factory, the
     records of the sensors without one, and the readings that reach both."""
 
-    def __init__(self, sensors: Mapping[str, SensorInfo], client: DeviceClient,
+    def __init__(self, sensors: SensorRegistry, client: DeviceClient,
                  factory: Callable[[], Callable[..., Any]], strategy_setter: StrategySetter,
                  stats: InspectingStats, problems: OnceLogger,
                  on_unknown: Callable[[str], None]) -> None:
@@ -264,18 +263,19 @@ class SensorUpdates:
         sensor = self.objects.get(name)
         if sensor is not None:
             return sensor
-        info = self._sensors[name]
-        name = info.name  # the model's string, not the caller's copy: one per sensor is held
-        stype, params = self._kind_of(info)
+        # The model's plain fields, not a SensorInfo: a sync may ask for ten thousand objects.
+        fields = self._sensors.raw[name]
+        name = fields[0]  # the model's string, not the caller's copy: one per sensor is held
+        kind = self._kinds.get(fields[3:])  # (type name, parameters)
+        stype, params = kind if kind is not None else self._kind(SensorInfo(*fields))
         raw_name = name.encode("utf-8", "surrogateescape")
         record = self.records.get(raw_name)
         factory = self._current_factory()
         if factory is Sensor:  # the default
-            sensor = Sensor.from_model(name, stype, info.description, info.units, params,
-                                       self._setter,
+            sensor = Sensor.from_model(name, stype, fields[1], fields[2], params, self._setter,
                                        None if record is None else record[1:])
         else:
-            sensor = self._made_by(factory, info, stype, params)
+            sensor = self._made_by(factory, SensorInfo(*fields), stype, params)
             if record is not None:
                 sensor.set(record[1], _STATUSES[record[2]], record[3])
         if record is not None:
