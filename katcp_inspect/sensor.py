@@ -22,11 +22,6 @@ if TYPE_CHECKING:
 #: Builds a Reading without the generated ``__new__`` (a third of the cost on the hot path).
 _new_reading = tuple.__new__
 
-#: A reading as ``(timestamp, status code, value)``: only plain values, so that the collector
-#: stops tracking it (the status an ``int`` of :class:`SensorStatus`).
-PlainReading = tuple[float, int, Any]
-_STATUSES: list[SensorStatus] = sorted(SensorStatus)
-
 #: Each type's name and v5 decoder, for :meth:`Sensor.from_model` (a sync may make ten
 #: thousand sensors; a property and a function call each would be a fifth of its cost).
 _WIRE_NAMES = {stype: stype.wire_name for stype in SensorType}
@@ -140,8 +135,7 @@ class Sensor:
         if default is None:
             default = kattypes.default_value(self.sensor_type, self._params)
         status = SensorStatus.UNKNOWN if initial_status is None else SensorStatus(initial_status)
-        self._reading: Reading | PlainReading = _new_reading(Reading, (time.time(), status,
-                                                                     default))
+        self._reading = _new_reading(Reading, (time.time(), status, default))
         # A tuple, replaced on attach/detach: most cached sensors have no observer, and the
         # empty tuple is shared.
         self._observers: tuple[SensorObserver, ...] = ()
@@ -150,12 +144,11 @@ class Sensor:
     @classmethod
     def from_model(cls, name: str, sensor_type: SensorType, description: str, units: str,
                    params: Sequence[Any], strategy_setter: StrategySetter | None,
-                   reading: PlainReading | None = None) -> Sensor:
+                   reading: tuple[float, SensorStatus, Any] | None = None) -> Sensor:
         """A sensor as the inspecting client makes it from its model: the same object as the
         constructor's, without re-checking what the model already checked (``sensor_type``
         a :class:`SensorType`, ``params`` parsed for it), at a third of the cost, since a
-        sync may make tens of thousands. ``reading``: its latest, if it has had one, as a
-        :data:`PlainReading`, kept as it is until :meth:`read` is called (see there)."""
+        sync may make tens of thousands. ``reading``: its latest, if it has had one."""
         sensor = cls.__new__(cls)
         sensor.sensor_type = sensor_type
         sensor.name = name
@@ -164,8 +157,8 @@ class Sensor:
         sensor.stype = _WIRE_NAMES[sensor_type]
         sensor.description = description
         sensor.decode = _DECODERS[sensor_type]
-        sensor._reading = reading if reading is not None else (
-            time.time(), 0, kattypes.default_value(sensor_type, params))
+        sensor._reading = _new_reading(Reading, reading if reading is not None else (
+            time.time(), SensorStatus.UNKNOWN, kattypes.default_value(sensor_type, params)))
         sensor._observers = ()
         sensor._strategy_setter = strategy_setter
         return sensor
@@ -201,23 +194,16 @@ class Sensor:
     # -------------------------------------------------------------- reading
 
     def read(self) -> Reading:
-        reading = self._reading
-        if reading.__class__ is not Reading:
-            # Made from the model with a plain reading: a Reading holds an enum member, which
-            # keeps it tracked by the collector, and ten thousand sensors made at once would
-            # make ten thousand more tracked objects, enough to set off a full collection.
-            reading = self._reading = _new_reading(Reading, (
-                reading[0], _STATUSES[reading[1]], reading[2]))
-        return reading
+        return self._reading
 
     def value(self) -> Any:
-        return self._reading[2]
+        return self._reading.value
 
     def status(self) -> SensorStatus:
-        return _STATUSES[self._reading[1]]
+        return self._reading.status
 
     def timestamp(self) -> float:
-        return self._reading[0]
+        return self._reading.timestamp
 
     # -------------------------------------------------------------- writing
 
@@ -272,7 +258,7 @@ class Sensor:
                 kattypes.encode_value(self.sensor_type, reading.value, major=major))
 
     def read_formatted(self, major: int = 5) -> tuple[bytes, bytes, bytes]:
-        return self.format_reading(self.read(), major)
+        return self.format_reading(self._reading, major)
 
     # -------------------------------------------------------------- observers
 
@@ -307,4 +293,4 @@ class Sensor:
         return self._strategy_setter.set_sampling_strategy(self.name, strategy, *params)
 
     def __repr__(self) -> str:
-        return f"<Sensor {printable(self.name)} ({self.stype}) {self.read()}>"
+        return f"<Sensor {printable(self.name)} ({self.stype}) {self._reading}>"

@@ -272,8 +272,9 @@ class SensorUpdates:
         record = self.records.get(raw_name)
         factory = self._current_factory()
         if factory is Sensor:  # the default
-            sensor = Sensor.from_model(name, stype, fields[1], fields[2], params, self._setter,
-                                       None if record is None else record[1:])
+            sensor = Sensor.from_model(
+                name, stype, fields[1], fields[2], params, self._setter,
+                None if record is None else (record[1], _STATUSES[record[2]], record[3]))
         else:
             sensor = self._made_by(factory, SensorInfo(*fields), stype, params)
             if record is not None:
