@@ -171,13 +171,6 @@ def collect_sensor_list(items: Iterable[SensorFields | str]
     return found, problems
 
 
-def parse_sensor_list(informs: Iterable[Arguments]
-                      ) -> tuple[dict[str, SensorFields], list[str]]:
-    """``#sensor-list`` informs' arguments → each sensor's fields (see
-    :class:`SensorRegistry`) by name, and problems found."""
-    return collect_sensor_list(map(SensorListReader(), informs))
-
-
 def _plain(info: SensorFields) -> SensorFields:
     """The fields of a :class:`SensorInfo` (or the plain tuple itself) as a plain tuple."""
     return cast("SensorFields", tuple(info))

@@ -12,8 +12,9 @@ from katcp_inspect.model import (
     DeviceModel,
     RequestInfo,
     SensorInfo,
+    SensorListReader,
+    collect_sensor_list,
     parse_help,
-    parse_sensor_list,
     parse_timeout_hints,
 )
 
@@ -66,10 +67,10 @@ def test_parsers_keep_what_makes_sense_and_report_the_rest() -> None:
         Message.inform("request-timeout-hint", "c", "soon")))
     assert hints == {"a": 2.5} and problems == [
         "bad #request-timeout-hint: <Message #request-timeout-hint c soon>"]
-    sensors, problems = parse_sensor_list(arguments(
+    sensors, problems = collect_sensor_list(map(SensorListReader(), arguments(
         Message.inform("sensor-list", "s", "S", "V", "float", "0", "1"),
         Message.inform("sensor-list", "short", "x"),
-        Message.inform("sensor-list", b"\xff", b"\xfe", "", "string")))
+        Message.inform("sensor-list", b"\xff", b"\xfe", "", "string"))))
     assert sensors["s"] == SensorInfo("s", "S", "V", "float", ("0", "1"))
     assert len(sensors) == 2 and len(problems) == 1  # non-UTF-8 is kept, losslessly
     assert problems[0].endswith(": <Message #sensor-list short x>")
