@@ -31,7 +31,7 @@ class SensorType(enum.IntEnum):
     @property
     def wire_name(self) -> str:
         # One shared string per type: a cache holds one per sensor otherwise.
-        return _TYPE_NAMES[self]
+        return TYPE_NAMES[self]
 
 
 class SensorStatus(enum.IntEnum):
@@ -55,7 +55,8 @@ class SensorStatus(enum.IntEnum):
         return self in (SensorStatus.NOMINAL, SensorStatus.WARN, SensorStatus.ERROR)
 
 
-_TYPE_NAMES = {t: t.name.lower() for t in SensorType}
+#: Each type's name on the wire (one shared string per type).
+TYPE_NAMES = {t: t.name.lower() for t in SensorType}
 _STATUS_NAMES = {s: s.name.lower() for s in SensorStatus}
 STATUS_FROM_WIRE: dict[bytes, SensorStatus] = {s.wire_name.encode(): s for s in SensorStatus}
 STATUS_TO_WIRE: dict[SensorStatus, bytes] = {s: w for w, s in STATUS_FROM_WIRE.items()}
@@ -204,7 +205,8 @@ def _decode_address(raw: bytes) -> Address:
     return Address(host, number)
 
 
-_DECODERS: dict[SensorType, ValueDecoder] = {
+#: Each type's value decoder for KATCP v5 (see :func:`value_decoder`).
+V5_DECODERS: dict[SensorType, ValueDecoder] = {
     SensorType.INTEGER: _decode_integer,
     SensorType.FLOAT: float,
     SensorType.BOOLEAN: _decode_boolean,
@@ -228,7 +230,7 @@ def value_decoder(stype: SensorType, params: Sequence[Any] = (), *, major: int =
     """
     if stype == SensorType.TIMESTAMP and major < 5:
         return _decode_timestamp_ms
-    return _DECODERS[stype]
+    return V5_DECODERS[stype]
 
 
 def decode_value(

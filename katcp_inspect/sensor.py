@@ -22,11 +22,6 @@ if TYPE_CHECKING:
 #: Builds a Reading without the generated ``__new__`` (a third of the cost on the hot path).
 _new_reading = tuple.__new__
 
-#: Each type's name and v5 decoder, for :meth:`Sensor.from_model` (a sync may make ten
-#: thousand sensors; a property and a function call each would be a fifth of its cost).
-_WIRE_NAMES = {stype: stype.wire_name for stype in SensorType}
-_DECODERS = {stype: kattypes.value_decoder(stype) for stype in SensorType}
-
 _observer_problems = OnceLogger(logging.getLogger("katcp_inspect.sensor"))
 
 
@@ -154,9 +149,10 @@ class Sensor:
         sensor.name = name
         sensor.units = units
         sensor._params = tuple(params)
-        sensor.stype = _WIRE_NAMES[sensor_type]
+        # The tables, not wire_name and value_decoder(): a sync may make ten thousand sensors.
+        sensor.stype = kattypes.TYPE_NAMES[sensor_type]
         sensor.description = description
-        sensor.decode = _DECODERS[sensor_type]
+        sensor.decode = kattypes.V5_DECODERS[sensor_type]
         sensor._reading = _new_reading(Reading, reading if reading is not None else (
             time.time(), SensorStatus.UNKNOWN, kattypes.default_value(sensor_type, params)))
         sensor._observers = ()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from . import kattypes
 from .kattypes import STATUS_FROM_WIRE, SensorStatus, SensorType
-from .model import SensorInfo, SensorRegistry
+from .model import SensorFields, SensorInfo, SensorRegistry
 from .sensor import Reading, Sensor, StrategySetter
 from .stats import InspectingStats, OnceLogger
 from .text import printable
@@ -266,8 +266,7 @@ class SensorUpdates:
         # The model's plain fields, not a SensorInfo: a sync may ask for ten thousand objects.
         fields = self._sensors.raw[name]
         name = fields[0]  # the model's string, not the caller's copy: one per sensor is held
-        kind = self._kinds.get(fields[3:])  # (type name, parameters)
-        stype, params = kind if kind is not None else self._kind(SensorInfo(*fields))
+        stype, params = self._kind_of(fields)
         raw_name = name.encode("utf-8", "surrogateescape")
         record = self.records.get(raw_name)
         factory = self._current_factory()
@@ -311,9 +310,10 @@ class SensorUpdates:
             sensor.strategy_setter = self._setter  # the factory has katcp-python's signature
         return sensor
 
-    def _kind_of(self, info: SensorInfo) -> tuple[kattypes.SensorType, tuple[Any, ...]]:
-        kind = self._kinds.get((info.type_name, info.params))
-        return kind if kind is not None else self._kind(info)
+    def _kind_of(self, fields: SensorFields) -> tuple[kattypes.SensorType, tuple[Any, ...]]:
+        """The kind of a sensor from its model fields (plain, or a :class:`SensorInfo`)."""
+        kind = self._kinds.get(fields[3:])  # (type name, parameters)
+        return kind if kind is not None else self._kind(SensorInfo(*fields))
 
     def _kind(self, info: SensorInfo) -> tuple[kattypes.SensorType, tuple[Any, ...]]:
         """The type and parsed parameters of ``#sensor-list`` type name and parameters as
