@@ -74,9 +74,7 @@ async def measure(port: int, rounds: int) -> None:
 
 async def floor_model(port: int) -> float:
     start = time.perf_counter()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=ways.READ_SIZE)
-    writer.write(b"?help[1]\n?sensor-list[2]\n")
-    await asyncio.wait_for(ways._read_until(reader, b"!sensor-list[2]"), 60)
+    _, writer, _ = await ways.list_all(port)
     seconds = time.perf_counter() - start
     writer.close()
     return seconds

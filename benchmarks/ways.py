@@ -73,13 +73,20 @@ async def _read_until(reader: asyncio.StreamReader, marker: bytes) -> bytes:
         tail = chunk[-len(marker) - 1:]
 
 
+async def list_all(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """The floor's model phase: ``?help`` and ``?sensor-list`` sent together, read until
+    ``!sensor-list``; the connection and what was read."""
+    reader, writer = await asyncio.open_connection(HOST, port, limit=READ_SIZE)
+    writer.write(b"?help[1]\n?sensor-list[2]\n")
+    listed = await asyncio.wait_for(_read_until(reader, b"!sensor-list[2]"), WAIT)
+    return reader, writer, listed
+
+
 async def floor(port: int, sensors: int, chunk: int | None = None) -> Result:
     """The device's time for the sync: what no client can beat against it. The names go in
     one bulk request, or (``chunk``) in requests of that many names, all sent at once."""
     with _Memory(), Section() as section:
-        reader, writer = await asyncio.open_connection(HOST, port, limit=READ_SIZE)
-        writer.write(b"?help[1]\n?sensor-list[2]\n")
-        listed = await asyncio.wait_for(_read_until(reader, b"!sensor-list[2]"), WAIT)
+        reader, writer, listed = await list_all(port)
         names = _LISTED.findall(listed)
         step = chunk or len(names)
         chunks = [names[start:start + step] for start in range(0, len(names), step)]
