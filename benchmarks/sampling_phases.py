@@ -85,14 +85,14 @@ async def model_phase(port: int) -> float:
     start = time.perf_counter()
     client = InspectingClientAsync("127.0.0.1", port, auto_sampling="auto")
     sent: list[float] = []
-    request = client.katcp_client.future_request
+    request = client.katcp_client.request_raw
 
-    def timed(msg: Any, timeout: float | None = None, use_mid: bool | None = None) -> Any:
-        if msg.name == "sensor-sampling" and not sent:
+    def timed(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "sensor-sampling" and not sent:
             sent.append(time.perf_counter() - start)
-        return request(msg, timeout, use_mid)
+        return request(name, *args, **kwargs)
 
-    client.katcp_client.future_request = timed  # type: ignore[method-assign]
+    client.katcp_client.request_raw = timed  # type: ignore[method-assign]
     client.connect()
     await client.until_synced(60)
     await client.stop()

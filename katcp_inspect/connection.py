@@ -32,6 +32,11 @@ READ_CHUNK = 64 * 1024
 READ_MIN = 4 * 1024
 #: How much larger the next read is after one that filled its buffer (more is waiting).
 READ_GROWTH = 4
+#: Bytes queued for sending at which they go out at once, not at the end of the event-loop
+#: iteration: a caller that makes many requests in one go (ten thousand per-sensor strategy
+#: calls, a bulk ``?sensor-sampling`` of 500 names every 500 calls) has the first on the wire,
+#: and the device at work on it, while it makes the rest.
+WRITE_AT_ONCE = 4 * 1024
 
 #: Seconds of reading after which the read loop lets the event loop run. Tornado completes a
 #: read inline while data is waiting, so a device that sends faster than we parse would
@@ -98,6 +103,7 @@ class Connection:
         self._on_closed = on_closed
         self._parser = codec.Parser(max_line_length)
         self._pending_writes: list[bytes] = []
+        self._pending_size = 0
         self._flush_handle: asyncio.Handle | None = None
         self._close_reason: BaseException | None = None
         self._read_task: asyncio.Future[None] | None = None
@@ -114,17 +120,29 @@ class Connection:
         return self.stream.closed() or self._close_reason is not None
 
     def send(self, data: bytes) -> None:
-        """Queue ``data``; everything queued in one event-loop iteration goes out in one write."""
+        """Queue ``data``; what is queued in one event-loop iteration goes out in one write,
+        or as soon as it reaches :data:`WRITE_AT_ONCE` bytes."""
         if self.closing:
             return
         self._pending_writes.append(data)
-        if self._flush_handle is None:
+        self._pending_size += len(data)
+        if self._pending_size >= WRITE_AT_ONCE:
+            self._flush()
+        elif self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
-    def _flush(self) -> None:
-        self._flush_handle = None
+    def _take_pending(self) -> bytes:
+        """What is queued, taken from the queue (a scheduled write of it cancelled)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         data = b"".join(self._pending_writes)
         self._pending_writes.clear()
+        self._pending_size = 0
+        return data
+
+    def _flush(self) -> None:
+        data = self._take_pending()
         if self.stream.closed():
             return
         try:
@@ -138,10 +156,7 @@ class Connection:
         """Close the socket now; ``on_closed`` follows once the read loop has ended."""
         if self._close_reason is None:
             self._close_reason = reason
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        self._pending_writes.clear()
+        self._take_pending()
         self.stream.close()
 
     async def close_after_sending(self, reason: BaseException, timeout: float) -> None:
@@ -151,11 +166,7 @@ class Connection:
         if self.closing:
             return
         self._close_reason = reason
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        data = b"".join(self._pending_writes)
-        self._pending_writes.clear()
+        data = self._take_pending()
         if data:
             with contextlib.suppress(StreamClosedError, StreamBufferFullError,
                                      asyncio.TimeoutError):

@@ -6,11 +6,13 @@ import asyncio
 import socket
 from typing import Any
 
+import pytest
 from tornado.iostream import IOStream
 
 from katcp_inspect.connection import (
     READ_CHUNK,
     READ_MIN,
+    WRITE_AT_ONCE,
     Connection,
     ParsedItem,
     is_line_too_long,
@@ -50,6 +52,34 @@ async def test_writes_in_one_loop_iteration_go_out_together(io_loop: Any) -> Non
     connection.close(ConnectionLostError("test"))
     assert isinstance(await closed, ConnectionLostError)
     theirs.close()
+
+
+async def test_what_reaches_write_at_once_bytes_goes_out_before_the_turn_ends(
+        io_loop: Any) -> None:
+    connection, theirs, _, closed = await pair()
+    lines = [b"?watchdog[1]\n"]
+    while sum(map(len, lines)) < WRITE_AT_ONCE:
+        lines.append(b"?sensor-sampling[%d] %s event\n" % (len(lines) + 1, b"s" * 100))
+    for line in lines:
+        connection.send(line)
+    # No await: the bytes are on the socket already, in the order sent.
+    assert theirs.recv(2 * WRITE_AT_ONCE) == b"".join(lines)
+    connection.send(b"?watchdog[%d]\n" % (len(lines) + 1))  # a small one waits for the turn
+    with pytest.raises(BlockingIOError):
+        theirs.recv(100)
+    await asyncio.sleep(0)
+    await wait_until(lambda: _readable(theirs))
+    assert theirs.recv(100) == b"?watchdog[%d]\n" % (len(lines) + 1)
+    connection.close(ConnectionLostError("test"))
+    assert isinstance(await closed, ConnectionLostError)
+    theirs.close()
+
+
+def _readable(sock: socket.socket) -> bool:
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except BlockingIOError:
+        return False
 
 
 async def test_lines_split_anywhere_are_parsed_and_bad_ones_are_items(io_loop: Any) -> None:

@@ -33,13 +33,12 @@ class SentRequests:
 def recording(client: InspectingClientAsync) -> Iterator[SentRequests]:
     record = SentRequests()
     katcp_client = client.katcp_client
-    original = katcp_client.future_request
+    original = katcp_client.request_raw
 
-    def future_request(msg: Message, timeout: float | None = None,
-                       use_mid: bool | None = None) -> asyncio.Future[Reply]:
-        future = original(msg, timeout, use_mid)
-        if msg.name == "sensor-sampling":
-            record.sent.append(msg)
+    def request_raw(name: str, *args: Any, **kwargs: Any) -> asyncio.Future[Reply]:
+        future = original(name, *args, **kwargs)
+        if name == "sensor-sampling":
+            record.sent.append(Message.request(name, *args))
             record.in_flight += 1
             record.most_in_flight = max(record.most_in_flight, record.in_flight)
 
@@ -48,11 +47,11 @@ def recording(client: InspectingClientAsync) -> Iterator[SentRequests]:
             future.add_done_callback(done)
         return future
 
-    katcp_client.future_request = future_request  # type: ignore[method-assign]
+    katcp_client.request_raw = request_raw  # type: ignore[method-assign]
     try:
         yield record
     finally:
-        katcp_client.future_request = original  # type: ignore[method-assign]
+        katcp_client.request_raw = original  # type: ignore[method-assign]
 
 
 @asynccontextmanager
@@ -98,6 +97,21 @@ async def test_one_turn_of_calls_goes_as_bulk_chunks_each_answered_for_itself(
                                              for n in names[:10]))
         assert record.sent == []
         assert all(own_answer(reply, n, b"event") for reply, n in zip(replies, names))
+
+
+async def test_a_full_chunk_is_sent_while_the_caller_is_still_calling(io_loop: Any) -> None:
+    device = SimulatedDevice.with_demo_sensors(1200, rate=None, protocol="5.1")
+    async with synced(device) as client:
+        sensors = [await client.future_get_sensor(name) for name in sorted(client.sensors)]
+        with recording(client) as record:
+            futures = [s.set_strategy("event") for s in sensors[:BULK_SAMPLING_CHUNK]]
+            assert len(record.sent) == 1  # before this event-loop turn ends
+            requests = client.katcp_client.stats.requests
+            futures += [s.set_strategy("event") for s in sensors[BULK_SAMPLING_CHUNK:]]
+            assert len(record.sent) == 2 and client.katcp_client.stats.requests == requests + 1
+            replies = await asyncio.gather(*futures)
+        assert len(record.sent) == 3
+        assert all(own_answer(r, s.name, b"event") for r, s in zip(replies, sensors))
 
 
 async def test_a_refusal_fails_only_its_own_sensor(io_loop: Any) -> None:
