@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Union
 
 from . import kattypes
@@ -31,6 +31,28 @@ class Reading(NamedTuple):
     timestamp: float
     status: SensorStatus
     value: Any
+
+
+class SensorKind(NamedTuple):
+    """What the sensors of one type and parameters share, worked out once for them all by
+    :meth:`of`: a device's ten thousand sensors are of a handful of kinds."""
+
+    sensor_type: SensorType
+    #: Parsed, as :func:`kattypes.parse_params` gives them.
+    params: tuple[Any, ...]
+    #: The KATCP type name (``Sensor.stype``).
+    type_name: str
+    #: A KATCP v5 wire value to its Python value.
+    decode: Callable[[bytes], Any]
+    #: The value before the first reading.
+    default: Any
+
+    @classmethod
+    def of(cls, sensor_type: SensorType, params: Sequence[Any] = ()) -> SensorKind:
+        params = tuple(params)
+        return cls(sensor_type, params, kattypes.TYPE_NAMES[sensor_type],
+                   kattypes.V5_DECODERS[sensor_type],
+                   kattypes.default_value(sensor_type, params))
 
 
 class SensorObserver(Protocol):
@@ -137,24 +159,23 @@ class Sensor:
         self._strategy_setter = strategy_setter
 
     @classmethod
-    def from_model(cls, name: str, sensor_type: SensorType, description: str, units: str,
-                   params: Sequence[Any], strategy_setter: StrategySetter | None,
+    def from_model(cls, name: str, description: str, units: str, kind: SensorKind,
+                   strategy_setter: StrategySetter | None,
                    reading: tuple[float, SensorStatus, Any] | None = None) -> Sensor:
         """A sensor as the inspecting client makes it from its model: the same object as the
-        constructor's, without re-checking what the model already checked (``sensor_type``
-        a :class:`SensorType`, ``params`` parsed for it), at a third of the cost, since a
-        sync may make tens of thousands. ``reading``: its latest, if it has had one."""
+        constructor's, without re-checking what the model already checked, and with what
+        sensors of its ``kind`` share worked out once for them all, since a sync may make
+        tens of thousands. ``reading``: its latest, if it has had one."""
         sensor = cls.__new__(cls)
-        sensor.sensor_type = sensor_type
+        sensor.sensor_type = kind.sensor_type
         sensor.name = name
         sensor.units = units
-        sensor._params = tuple(params)
-        # The tables, not wire_name and value_decoder(): a sync may make ten thousand sensors.
-        sensor.stype = kattypes.TYPE_NAMES[sensor_type]
+        sensor._params = kind.params
+        sensor.stype = kind.type_name
         sensor.description = description
-        sensor.decode = kattypes.V5_DECODERS[sensor_type]
+        sensor.decode = kind.decode
         sensor._reading = _new_reading(Reading, reading if reading is not None else (
-            time.time(), SensorStatus.UNKNOWN, kattypes.default_value(sensor_type, params)))
+            time.time(), SensorStatus.UNKNOWN, kind.default))
         sensor._observers = ()
         sensor._strategy_setter = strategy_setter
         return sensor

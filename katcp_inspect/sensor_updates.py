@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from . import kattypes
 from .kattypes import STATUS_FROM_WIRE, SensorStatus, SensorType
 from .model import SensorFields, SensorInfo, SensorRegistry
-from .sensor import Reading, Sensor, StrategySetter
+from .sensor import Reading, Sensor, SensorKind, StrategySetter
 from .stats import InspectingStats, OnceLogger
 from .text import printable
 
@@ -108,9 +108,8 @@ class SensorUpdates:
         self._current_factory = factory
         self._factory: Callable[..., Any] | None = None
         self._factory_takes_setter = False
-        #: ``#sensor-list`` (type name, parameters) → (type, parsed parameters).
-        self._kinds: dict[tuple[str, tuple[str, ...]], tuple[kattypes.SensorType,
-                                                             tuple[Any, ...]]] = {}
+        #: ``#sensor-list`` (type name, parameters) → what sensors of that kind share.
+        self._kinds: dict[tuple[str, tuple[str, ...]], SensorKind] = {}
 
     def connected(self, major: int) -> None:
         """A new connection speaks KATCP ``major``: another version decodes anew."""
@@ -120,7 +119,7 @@ class SensorUpdates:
             self._decoders = _decoders(major)
             for name, sensor in self.objects.items():
                 info = self._sensors.get(name)
-                stype = SensorType.STRING if info is None else self._kind_of(info)[0]
+                stype = SensorType.STRING if info is None else self._kind_of(info).sensor_type
                 self.targets[name.encode("utf-8", "surrogateescape")] = self._target(sensor,
                                                                                     stype)
 
@@ -204,7 +203,7 @@ class SensorUpdates:
             self._on_unknown(name)
             return
         if self._current_factory() is Sensor:
-            code = int(self._kind_of(info)[0])
+            code = int(self._kind_of(info).sensor_type)
             self.records[raw_name] = (code, timestamp, _STATUS_CODE[raw_status],
                                       self._decoders[code](raw_value))
             return
@@ -266,22 +265,22 @@ class SensorUpdates:
         # The model's plain fields, not a SensorInfo: a sync may ask for ten thousand objects.
         fields = self._sensors.raw[name]
         name = fields[0]  # the model's string, not the caller's copy: one per sensor is held
-        stype, params = self._kind_of(fields)
+        kind = self._kind_of(fields)
         raw_name = name.encode("utf-8", "surrogateescape")
         record = self.records.get(raw_name)
         factory = self._current_factory()
         if factory is Sensor:  # the default
             sensor = Sensor.from_model(
-                name, stype, fields[1], fields[2], params, self._setter,
+                name, fields[1], fields[2], kind, self._setter,
                 None if record is None else (record[1], _STATUSES[record[2]], record[3]))
         else:
-            sensor = self._made_by(factory, SensorInfo(*fields), stype, params)
+            sensor = self._made_by(factory, SensorInfo(*fields), kind)
             if record is not None:
                 sensor.set(record[1], _STATUSES[record[2]], record[3])
         if record is not None:
             del self.records[raw_name]
         self.objects[name] = sensor
-        self.targets[raw_name] = self._target(sensor, stype)
+        self.targets[raw_name] = self._target(sensor, kind.sensor_type)
         return sensor
 
     def _target(self, sensor: Any, stype: SensorType) -> Target:
@@ -298,26 +297,26 @@ class SensorUpdates:
             return sensor
         return _Decoding(sensor, kattypes.value_decoder(stype, major=5 if v5 else 4))
 
-    def _made_by(self, factory: Callable[..., Any], info: SensorInfo,
-                 stype: kattypes.SensorType, params: tuple[Any, ...]) -> Any:
+    def _made_by(self, factory: Callable[..., Any], info: SensorInfo, kind: SensorKind) -> Any:
         if factory is not self._factory:
             self._factory = factory
             self._factory_takes_setter = _names_strategy_setter(factory)
         extra = {"strategy_setter": self._setter} if self._factory_takes_setter else {}
-        sensor = factory(name=info.name, sensor_type=stype, description=info.description,
-                         units=info.units, params=list(params), **extra)
+        sensor = factory(name=info.name, sensor_type=kind.sensor_type,
+                         description=info.description, units=info.units,
+                         params=list(kind.params), **extra)
         if not extra and isinstance(sensor, Sensor):
             sensor.strategy_setter = self._setter  # the factory has katcp-python's signature
         return sensor
 
-    def _kind_of(self, fields: SensorFields) -> tuple[kattypes.SensorType, tuple[Any, ...]]:
+    def _kind_of(self, fields: SensorFields) -> SensorKind:
         """The kind of a sensor from its model fields (plain, or a :class:`SensorInfo`)."""
         kind = self._kinds.get(fields[3:])  # (type name, parameters)
         return kind if kind is not None else self._kind(SensorInfo(*fields))
 
-    def _kind(self, info: SensorInfo) -> tuple[kattypes.SensorType, tuple[Any, ...]]:
-        """The type and parsed parameters of ``#sensor-list`` type name and parameters as
-        ``info`` has them, kept: thousands of sensors share a few kinds. Problems are logged
+    def _kind(self, info: SensorInfo) -> SensorKind:
+        """The kind of ``#sensor-list`` type name and parameters as ``info`` has them, kept:
+        thousands of sensors share a few kinds. Problems are logged
         (once per kind) and kept as a string sensor, or without the parameters."""
         stype, known = kattypes.type_from_name(info.type_name)
         if not known:
@@ -330,9 +329,10 @@ class SensorUpdates:
             self._problems.log("params", "%s: sensor %s has unparsable params %r; ignored",
                                self._client.address, printable(info.name), info.params)
             params = ()
+        kind = SensorKind.of(stype, params)
         if len(self._kinds) < MAX_KINDS:
-            self._kinds[info.type_name, info.params] = stype, params
-        return stype, params
+            self._kinds[info.type_name, info.params] = kind
+        return kind
 
     def changed(self, name: str) -> None:
         """Sensor ``name`` was removed or modified: drop its object or record; a modified one

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from katcp_inspect import Reading, Sensor, SensorStatus
+from katcp_inspect.sensor import SensorKind
 
 
 class Recorder:
@@ -86,7 +87,8 @@ def test_the_strategy_setter_is_a_constructor_keyword() -> None:
 
 
 def test_params_are_a_list_made_only_when_first_read() -> None:
-    sensor = Sensor.from_model("an.int", Sensor.INTEGER, "An integer.", "", (0, 10), None)
+    sensor = Sensor.from_model("an.int", "An integer.", "", SensorKind.of(Sensor.INTEGER, (0, 10)),
+                               None)
     # Unread, they are a tuple: no list for the collector to scan per sensor of a fleet.
     assert not any(isinstance(held, list) for held in gc.get_referents(sensor))
     assert sensor.params == [0, 10] and sensor.params is sensor.params
