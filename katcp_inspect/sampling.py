@@ -167,12 +167,13 @@ class SamplingReconciler:
         turn = self._turn
         if not turn:
             loop.call_soon(self._end_turn)
+            self._turn_timeout = timeout  # whatever it is: a bad one fails the calls, saying so
+        elif timeout > self._turn_timeout:
+            self._turn_timeout = timeout
         if name in turn:
             self._turn_more.setdefault(name, []).append(future)
         else:
             turn[name] = future
-        if timeout > self._turn_timeout:
-            self._turn_timeout = timeout
         if len(turn) >= BULK_SAMPLING_CHUNK:
             # A full request's worth: the device can start on it while the caller goes on.
             self._end_turn()

@@ -176,7 +176,12 @@ class SamplingRequests:
         wire = for_protocol(strategy, flags.major if flags is not None else 5)
         # Sent now, not from a task of its own: a caller making thousands of calls in one go
         # has each full chunk on the wire, and the device at work on it, while it goes on.
-        return self._client.request_raw("sensor-sampling", names, *wire, timeout=timeout)
+        try:
+            return self._client.request_raw("sensor-sampling", names, *wire, timeout=timeout)
+        except ValueError as exc:  # the timeout (the user's sync_timeout) is not one
+            future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
+            return future
 
 
 def _result(future: asyncio.Future[Reply]) -> Reply:

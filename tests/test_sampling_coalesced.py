@@ -114,6 +114,18 @@ async def test_a_full_chunk_is_sent_while_the_caller_is_still_calling(io_loop: A
         assert all(own_answer(r, s.name, b"event") for r, s in zip(replies, sensors))
 
 
+async def test_a_timeout_that_is_not_one_fails_the_calls_and_says_so(io_loop: Any) -> None:
+    device = SimulatedDevice.with_demo_sensors(rate=None, protocol="5.1")
+    async with synced(device) as client:
+        client.sync_timeout = float("nan")
+        names = sorted(client.sensors)[:3]
+        replies = await asyncio.wait_for(asyncio.gather(
+            *(client.set_sampling_strategy(name, "event") for name in names),
+            client.set_sampling_strategies(names, "auto")), 10)
+        for reply, _ in replies:
+            assert reply.arguments[0] == b"fail" and b"timeout" in reply.arguments[1]
+
+
 async def test_a_refusal_fails_only_its_own_sensor(io_loop: Any) -> None:
     device = SimulatedDevice.with_demo_sensors(rate=None, protocol="5.1")
     async with synced(device) as client:
