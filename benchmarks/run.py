@@ -134,9 +134,12 @@ class Runs:
         values = [value for result in self._good(label) for value in result[key]]
         return statistics.median(values) if values else None
 
-    def median_ratio(self, key: str, top: str, bottom: str) -> float | None:
-        """The median over runs of ``top / bottom`` (both from the same run)."""
-        ratios = [run[top][key] / run[bottom][key] for run in self.per_run
+    def median_ratio(self, key: str, top: str, bottom: str, *,
+                     less: str | None = None) -> float | None:
+        """The median over runs of ``top / bottom`` (both from the same run); with ``less``,
+        of ``top`` less its ``less`` over ``bottom``."""
+        ratios = [(run[top][key] - (run[top][less] if less else 0)) / run[bottom][key]
+                  for run in self.per_run
                   if run[top].get("problem") is None and run[bottom].get("problem") is None]
         return statistics.median(ratios) if ratios else None
 
@@ -525,10 +528,12 @@ def metric_ways(plan: Plan, report: Report) -> None:
                 f"{_fmt(runs.median(traced, 'peak'), mib)})"))
         if way == "per-sensor":
             own = runs.median(way, "callers_own")
+            own_peak = runs.median(way + ways.TRACED, "callers_own_peak")
             report.rows.append(Row(
                 "(f) … of which the caller's own asyncio work, with any library: gathering "
                 f"{sensors:,} done futures, then {sensors:,} futures resolved 500 at a time",
-                _fmt(own, seconds), "", "", "", "(reference)"))
+                f"{_fmt(own, seconds)}; heap peak {_fmt(own_peak, mib)}", "", "", "",
+                "(reference)"))
         if way.startswith("per-"):
             for label, key, what in ((way, "seconds", "time"), (traced, "held", "memory"),
                                      (traced, "peak", "peak memory")):
@@ -538,6 +543,11 @@ def metric_ways(plan: Plan, report: Report) -> None:
                     "", "", "", "", f"{what} ÷ bulk = {_fmt(ratio, times)}",
                     "≤ 1.1x" if key != "peak" else "(reference)",
                     _met(None if ratio is None else ratio <= 1.1) if key != "peak" else ""))
+            if way == "per-sensor":
+                ratio = runs.median_ratio("peak", traced, "bulk" + ways.TRACED,
+                                          less="callers_own_peak")
+                report.rows.append(Row("", "", "", "", "peak memory less the caller's own ÷ "
+                                       f"bulk = {_fmt(ratio, times)}", "(reference)"))
     aio_vs_floor = runs.median("aiokatcp", "vs_floor")
     report.rows.append(Row(
         "(f) aiokatcp's SensorWatcher, same sync", "",

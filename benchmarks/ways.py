@@ -168,10 +168,12 @@ async def traced_way(port: int, sensors: int, way: str) -> Result:
     await asyncio.sleep(0)  # the step that awaited the replies holds them until it ends
     gc.collect()
     held, peak = tracemalloc.get_traced_memory()
+    own = await _callers_own_peak(sensors) if way == "per-sensor" else 0
     tracemalloc.stop()
     problem = _cache_problem(ic, sensors)
     await ic.stop(WAIT)
-    return {"held": held - before, "peak": peak - before, "problem": problem}
+    return {"held": held - before, "peak": peak - before, "callers_own_peak": own,
+            "problem": problem}
 
 
 async def katcp_inspect_way(port: int, sensors: int, way: str) -> Result:
@@ -196,29 +198,44 @@ async def katcp_inspect_way(port: int, sensors: int, way: str) -> Result:
 
 
 async def _callers_own(way: str, sensors: int) -> float:
-    """Seconds of the asyncio work that the per-sensor way's caller does with any library:
-    gathering one done future per sensor (the objects), then making one future per sensor
-    and gathering them as they are resolved 500 at a time (the strategy calls). The futures
-    hold ``None``: the library's part (objects, requests, replies) is left out."""
+    """Seconds of the asyncio work that the per-sensor way's caller does with any library
+    (see :func:`_callers_work`); 0 for the other ways."""
     if way != "per-sensor":
         return 0.0
-    loop = asyncio.get_running_loop()
     gc.collect()
     with Section() as section:
-        done = []
-        for _ in range(sensors):
-            future = loop.create_future()
-            future.set_result(None)
-            done.append(future)
-        await asyncio.gather(*done)
-        pending = [loop.create_future() for _ in range(sensors)]
-        gathered = asyncio.gather(*pending)
-        for start in range(0, sensors, BULK_SAMPLING_CHUNK):
-            for future in pending[start:start + BULK_SAMPLING_CHUNK]:
-                future.set_result(None)
-            await asyncio.sleep(0)
-        await gathered
+        await _callers_work(sensors)
     return section.seconds
+
+
+async def _callers_own_peak(sensors: int) -> int:
+    """The Python heap's peak growth over :func:`_callers_work` (``tracemalloc``)."""
+    gc.collect()
+    before = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    await _callers_work(sensors)
+    return tracemalloc.get_traced_memory()[1] - before
+
+
+async def _callers_work(sensors: int) -> None:
+    """What the per-sensor way's caller does with any library: gathering one done future per
+    sensor (the objects), then making one future per sensor and gathering them as they are
+    resolved 500 at a time (the strategy calls). The futures hold ``None``: the library's
+    part (objects, requests, replies) is left out."""
+    loop = asyncio.get_running_loop()
+    done = []
+    for _ in range(sensors):
+        future = loop.create_future()
+        future.set_result(None)
+        done.append(future)
+    await asyncio.gather(*done)
+    pending = [loop.create_future() for _ in range(sensors)]
+    gathered = asyncio.gather(*pending)
+    for start in range(0, sensors, BULK_SAMPLING_CHUNK):
+        for future in pending[start:start + BULK_SAMPLING_CHUNK]:
+            future.set_result(None)
+        await asyncio.sleep(0)
+    await gathered
 
 
 async def aiokatcp_sync(port: int, sensors: int) -> Result:
