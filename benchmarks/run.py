@@ -268,16 +268,27 @@ def metric_throughput(plan: Plan, port: int, report: Report,
             _met(None if vs_base is None else vs_base >= 0.95)))
 
 
-def metric_sync(plan: Plan, port: int, report: Report) -> None:
+def metric_sync(plan: Plan, port: int, report: Report,
+                baseline: Baseline | None = None) -> None:
     args = {"port": port, "sensors": plan.sync_sensors}
-    runs = interleaved("(b)", plan, {label: ("sync", {"client_name": label, **args})
-                                     for label in (KI, AIO)}, report)
+    jobs = {label: ("sync", {"client_name": label, **args}) for label in (KI, AIO)}
+    if baseline is not None:
+        jobs[baseline.label] = ("sync", {"client_name": KI, **args})
+    runs = interleaved("(b)", plan, jobs, report,
+                       sources=None if baseline is None else {baseline.label: baseline.path})
     ratio = runs.median_ratio("seconds", KI, AIO)
     report.rows.append(Row(
         f"(b) full sync of {plan.sync_sensors:,} sensors",
         _fmt(runs.median(KI, "seconds"), seconds), _fmt(runs.median(AIO, "seconds"), seconds),
         "", f"katcp-inspect ÷ aiokatcp = {_fmt(ratio, times)}", "≤ 0.5x",
         _met(None if ratio is None else ratio <= 0.5)))
+    if baseline is not None:
+        vs_base = runs.median_ratio("seconds", KI, baseline.label)
+        report.rows.append(Row(
+            f"(b) … the same with {baseline.label}",
+            _fmt(runs.median(baseline.label, "seconds"), seconds), "", "",
+            f"katcp-inspect ÷ baseline = {_fmt(vs_base, times)}", "≤ 1.05x (no slower)",
+            _met(None if vs_base is None else vs_base <= 1.05)))
     report.rows.append(Row(
         "(c) for reference: RSS growth per sensor in (b), after gc",
         _fmt(runs.median(KI, "rss_per_sensor"), size),
@@ -668,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead of the table, profile this client's (a) and (b) "
                              "with cProfile and list the functions with the most own time")
     parser.add_argument("--baseline", metavar="REVISION",
-                        help="also measure (a) and (i)-(l) with the katcp_inspect of this "
+                        help="also measure (a), (b) and (i)-(l) with the katcp_inspect of this "
                              "git revision (or of a directory holding one), in the same run")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else Plan()
@@ -709,7 +720,7 @@ def run_metrics(plan: Plan, metrics: str, profile_client: str | None,
         if "a" in metrics:
             metric_throughput(plan, throughput_port, report, baseline)
         if "b" in metrics:
-            metric_sync(plan, sync_port, report)
+            metric_sync(plan, sync_port, report, baseline)
         if "c" in metrics:
             metric_memory(plan, sync_port, report)
         if "d" in metrics:
