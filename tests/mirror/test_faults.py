@@ -102,6 +102,9 @@ async def test_a_cut_off_worker_stops_and_its_late_writes_are_refused(
     try:
         await cut.start()
         await eventually(lambda: generation(view), what="the cut worker's commit")
+        # Its answer back too: a stall before it passes the proxy would hold the late write
+        # below behind the commit, until the lease is given up and the write dropped unsent.
+        await cut.until_written()
         await other.start()
         proxy.to_device.stall()
         proxy.to_client.stall()
