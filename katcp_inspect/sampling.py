@@ -182,7 +182,7 @@ class SamplingReconciler:
     def _end_turn(self) -> None:
         turn, self._turn = self._turn, {}
         more, self._turn_more = self._turn_more, {}
-        timeout, self._turn_timeout = self._turn_timeout, 0.0
+        timeout = self._turn_timeout  # the next turn's first call sets its own
         if not turn:  # already sent, a full request's worth at a time
             return
 

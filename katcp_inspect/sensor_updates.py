@@ -316,8 +316,8 @@ class SensorUpdates:
 
     def _kind(self, info: SensorInfo) -> SensorKind:
         """The kind of ``#sensor-list`` type name and parameters as ``info`` has them, kept:
-        thousands of sensors share a few kinds. Problems are logged
-        (once per kind) and kept as a string sensor, or without the parameters."""
+        thousands of sensors share a few kinds. Problems are logged (once per kind) and kept
+        as a string sensor, or without the parameters."""
         stype, known = kattypes.type_from_name(info.type_name)
         if not known:
             self._problems.log(("type", info.type_name), "%s: sensor %s has unknown type %r; "

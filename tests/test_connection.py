@@ -67,7 +67,6 @@ async def test_what_reaches_write_at_once_bytes_goes_out_before_the_turn_ends(
     connection.send(b"?watchdog[%d]\n" % (len(lines) + 1))  # a small one waits for the turn
     with pytest.raises(BlockingIOError):
         theirs.recv(100)
-    await asyncio.sleep(0)
     await wait_until(lambda: _readable(theirs))
     assert theirs.recv(100) == b"?watchdog[%d]\n" % (len(lines) + 1)
     connection.close(ConnectionLostError("test"))
